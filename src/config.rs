@@ -1,0 +1,332 @@
+//! broker.toml: the configuration file and its defaults.
+//!
+//! Every key is checked while the file is parsed, so a bad value is reported with its
+//! line and key, and unknown keys are errors.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{QoS, MAX_REMAINING_LENGTH};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub protocol: ListenerProtocol,
+    pub bind: SocketAddr,
+}
+
+/// Listener protocols this build serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ListenerProtocol {
+    Mqtt,
+}
+
+impl TryFrom<String> for ListenerProtocol {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "mqtt" => Ok(ListenerProtocol::Mqtt),
+            "mqtts" | "http" | "https" => Err(format!(
+                "protocol \"{s}\" is not available in this version of Herald yet; use \"mqtt\""
+            )),
+            _ => Err(format!("unknown protocol \"{s}\", expected \"mqtt\"")),
+        }
+    }
+}
+
+impl From<ListenerProtocol> for String {
+    fn from(p: ListenerProtocol) -> String {
+        match p {
+            ListenerProtocol::Mqtt => "mqtt".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Keep durable state on disk. Until the sled store lands, state is kept in memory
+    /// either way and the broker says so at start.
+    pub persistence: bool,
+    pub path: PathBuf,
+    pub sync: SyncMode,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            persistence: true,
+            path: PathBuf::from("./data"),
+            sync: SyncMode::Always,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    Always,
+    Interval,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub allow_anonymous: bool,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_yet_supported"
+    )]
+    pub password_file: Option<PathBuf>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_yet_supported"
+    )]
+    pub acl_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            allow_anonymous: true,
+            password_file: None,
+            acl_file: None,
+        }
+    }
+}
+
+/// Refuses a key that this version does not implement, rather than ignoring it: an
+/// ignored password or ACL file would leave the broker open.
+fn not_yet_supported<'de, D: serde::Deserializer<'de>>(_: D) -> Result<Option<PathBuf>, D::Error> {
+    Err(serde::de::Error::custom(
+        "password and ACL files are not supported by this version of Herald yet",
+    ))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Largest keep alive a client may ask for; a client asking for more is refused.
+    pub max_keepalive_secs: u16,
+    /// Largest packet accepted, in bytes, fixed header included.
+    pub max_packet_size: PacketSize,
+    /// Connections beyond this are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// QoS 1/2 messages sent to one client and not yet acknowledged.
+    pub max_inflight_messages: Window,
+    /// Messages waiting per session beyond the in-flight window; newer ones are dropped.
+    pub max_queued_messages: usize,
+    /// Highest QoS granted to a subscription.
+    pub max_qos: MaxQos,
+    /// Time a new connection has to send CONNECT.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            max_keepalive_secs: 65535,
+            max_packet_size: PacketSize(MAX_REMAINING_LENGTH),
+            max_connections: 100_000,
+            max_inflight_messages: Window(20),
+            max_queued_messages: 1000,
+            max_qos: MaxQos(QoS::ExactlyOnce),
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
+/// A maximum packet size: at least 2 bytes, at most what MQTT can frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct PacketSize(pub usize);
+
+impl TryFrom<u64> for PacketSize {
+    type Error = String;
+
+    fn try_from(n: u64) -> Result<Self, String> {
+        match usize::try_from(n) {
+            Ok(n) if (2..=MAX_REMAINING_LENGTH).contains(&n) => Ok(PacketSize(n)),
+            _ => Err(format!(
+                "{n} is not a packet size between 2 and {MAX_REMAINING_LENGTH}"
+            )),
+        }
+    }
+}
+
+impl From<PacketSize> for u64 {
+    fn from(s: PacketSize) -> u64 {
+        s.0 as u64
+    }
+}
+
+/// An in-flight window: 1 to 65535 messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct Window(pub usize);
+
+impl TryFrom<u64> for Window {
+    type Error = String;
+
+    fn try_from(n: u64) -> Result<Self, String> {
+        match n {
+            1..=65535 => Ok(Window(n as usize)),
+            _ => Err(format!(
+                "{n} is not an in-flight window between 1 and 65535"
+            )),
+        }
+    }
+}
+
+impl From<Window> for u64 {
+    fn from(w: Window) -> u64 {
+        w.0 as u64
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct MaxQos(pub QoS);
+
+impl TryFrom<u8> for MaxQos {
+    type Error = String;
+
+    fn try_from(n: u8) -> Result<Self, String> {
+        QoS::from_bits(n)
+            .map(MaxQos)
+            .ok_or_else(|| format!("{n} is not a QoS (0, 1 or 2)"))
+    }
+}
+
+impl From<MaxQos> for u8 {
+    fn from(q: MaxQos) -> u8 {
+        q.0 as u8
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `error`, `warn`, `info`, `debug`, `trace`, or per-module
+    /// directives such as `info,herald::connection=debug`. RUST_LOG overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+fn default_listeners() -> Vec<Listener> {
+    vec![Listener {
+        protocol: ListenerProtocol::Mqtt,
+        bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+    }]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listeners: default_listeners(),
+            storage: StorageConfig::default(),
+            auth: AuthConfig::default(),
+            mqtt: MqttConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// A configuration that could not be read or is not valid.
+#[derive(Debug)]
+pub struct ConfigError {
+    path: PathBuf,
+    message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses broker.toml text; the error names the line, column and key.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if config.listeners.is_empty() {
+            return Err("at least one [[listeners]] entry is needed".into());
+        }
+        Ok(config)
+    }
+
+    /// The effective configuration as TOML, defaults filled in.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let err = Config::parse("[mqtt]\nmax_qos = 1\nbogus = 3\n").unwrap_err();
+        assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
+        let err = Config::parse("[mqtt]\n\nmax_qos = 3\n").unwrap_err();
+        assert!(err.contains("line 3") && err.contains("QoS"), "{err}");
+        let err = Config::parse("[auth]\npassword_file = \"p\"\n").unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let config = Config::default();
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+    }
+}

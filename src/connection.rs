@@ -1,0 +1,369 @@
+//! One client connection, over any byte stream: TCP now, TLS and WebSocket later.
+//!
+//! A single task reads, writes and waits at once: incoming packets are handled as they
+//! are decoded, and everything to send — acknowledgements and queued deliveries — is
+//! gathered in one buffer and written with one call per wake-up.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::{debug, info, warn};
+
+use crate::auth::Authenticator;
+use crate::broker::{Attached, Broker};
+use crate::message::Message;
+use crate::protocol::{
+    decode, encode, ConnAck, Connect, ConnectReturnCode, DecodeError, LastWill, Packet, QoS, SubAck,
+};
+use crate::session::{Acked, Session};
+
+/// Output beyond this many bytes stops reading and draining until the peer catches up.
+const HIGH_WATER: usize = 64 * 1024;
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+enum Close {
+    /// The client sent DISCONNECT: the only end that discards the will.
+    #[error("client sent DISCONNECT")]
+    Disconnect,
+    #[error("peer closed the connection")]
+    PeerClosed,
+    #[error("I/O error: {0}")]
+    Io(io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("keep alive expired")]
+    KeepAliveExpired,
+    #[error("session taken over by another connection")]
+    TakenOver,
+    #[error("server shutting down")]
+    Shutdown,
+}
+
+impl Close {
+    fn publishes_will(&self) -> bool {
+        !matches!(self, Close::Disconnect)
+    }
+}
+
+/// Everything a connection needs from the server around it.
+#[derive(Clone)]
+pub struct Context {
+    pub broker: Arc<Broker>,
+    pub auth: Arc<Authenticator>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Serves one client on `stream` until it disconnects, fails or the server stops.
+pub async fn serve<S>(stream: S, peer: SocketAddr, mut cx: Context)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut input = BytesMut::with_capacity(4096);
+    let max_packet_size = cx.broker.limits.max_packet_size.0;
+    let connect_timeout = Duration::from_secs(cx.broker.limits.connect_timeout_secs);
+    let first = tokio::select! {
+        first = timeout(connect_timeout, read_packet(&mut reader, &mut input, max_packet_size)) => first,
+        _ = cx.shutdown.changed() => return,
+    };
+    let connect = match first {
+        Err(_) => {
+            info!(%peer, "no CONNECT within {}s, closing", connect_timeout.as_secs());
+            return;
+        }
+        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        Ok(Ok(Some(other))) => {
+            warn!(%peer, "first packet was {}, not CONNECT, closing", other.name());
+            return;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(ReadError::Decode(DecodeError::UnsupportedProtocolLevel(level)))) => {
+            warn!(%peer, "refusing unsupported protocol level {level}");
+            refuse(&mut writer, ConnectReturnCode::UnacceptableProtocolVersion).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            warn!(%peer, "closing before CONNECT was read: {e}");
+            return;
+        }
+    };
+    if let Err(code) = check_connect(&connect, &cx) {
+        warn!(%peer, client = %connect.client_id, "connection refused: {code:?}");
+        refuse(&mut writer, code).await;
+        return;
+    }
+    let client_id = if connect.client_id.is_empty() {
+        format!("auto-{}", uuid_like(cx.broker.next_connection_id())).into()
+    } else {
+        connect.client_id.clone()
+    };
+    let connection_id = cx.broker.next_connection_id();
+    let Attached {
+        session,
+        session_present,
+        mut kicked,
+    } = cx
+        .broker
+        .attach(&client_id, connect.clean_session, connection_id);
+    info!(
+        %peer,
+        client = %client_id,
+        clean_session = connect.clean_session,
+        keep_alive = connect.keep_alive,
+        session_present,
+        "client connected"
+    );
+    let mut link = Link {
+        broker: cx.broker.clone(),
+        session: session.clone(),
+        will: connect.will,
+        output: BytesMut::with_capacity(4096),
+        window: cx.broker.limits.max_inflight_messages.0,
+        more_to_send: true,
+    };
+    encode(
+        &Packet::ConnAck(ConnAck {
+            session_present,
+            code: ConnectReturnCode::Accepted,
+        }),
+        &mut link.output,
+    );
+    session.lock().resend_inflight(&mut link.output);
+
+    let keep_alive = (connect.keep_alive > 0)
+        .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let mut deadline = keep_alive.map(|k| Instant::now() + k);
+    let close = loop {
+        link.fill_output();
+        tokio::select! {
+            biased;
+            _ = &mut kicked => break Close::TakenOver,
+            _ = cx.shutdown.changed() => break Close::Shutdown,
+            written = writer.write(&link.output), if !link.output.is_empty() => match written {
+                Ok(0) => break Close::PeerClosed,
+                Ok(n) => link.output.advance(n),
+                Err(e) => break Close::Io(e),
+            },
+            read = reader.read_buf(&mut input), if link.output.len() < HIGH_WATER => match read {
+                Ok(0) => break Close::PeerClosed,
+                Ok(_) => {
+                    if let Err(close) = link.take_packets(&mut input, max_packet_size) {
+                        break close;
+                    }
+                    deadline = keep_alive.map(|k| Instant::now() + k);
+                }
+                Err(e) => break Close::Io(e),
+            },
+            _ = session.woken() => link.more_to_send = true,
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                break Close::KeepAliveExpired;
+            }
+        }
+    };
+    match &close {
+        Close::Disconnect | Close::PeerClosed | Close::Shutdown | Close::TakenOver => {
+            info!(%peer, client = %client_id, reason = %close, "client disconnected")
+        }
+        Close::Io(_) | Close::Protocol(_) | Close::KeepAliveExpired => {
+            warn!(%peer, client = %client_id, reason = %close, "connection closed")
+        }
+    }
+    if close.publishes_will() {
+        if let Some(will) = link.will.take() {
+            debug!(client = %client_id, topic = %will.topic, "publishing will");
+            cx.broker.publish(Message {
+                topic: will.topic,
+                payload: will.payload,
+                qos: will.qos,
+                retain: will.retain,
+            });
+        }
+    }
+    cx.broker.detach(&session, connection_id);
+    let _ = writer.shutdown().await;
+}
+
+/// A short unique suffix for generated client ids.
+fn uuid_like(n: u64) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    format!("{nanos:x}-{n:x}")
+}
+
+/// Checks an incoming CONNECT; `Err` carries the return code that refuses it.
+fn check_connect(connect: &Connect, cx: &Context) -> Result<(), ConnectReturnCode> {
+    if connect.client_id.is_empty() && !connect.clean_session {
+        return Err(ConnectReturnCode::IdentifierRejected);
+    }
+    if connect.keep_alive > cx.broker.limits.max_keepalive_secs {
+        return Err(ConnectReturnCode::IdentifierRejected);
+    }
+    match cx.auth.check(connect.username.as_deref()) {
+        ConnectReturnCode::Accepted => Ok(()),
+        refused => Err(refused),
+    }
+}
+
+/// Sends a refusing CONNACK; the caller then closes the connection.
+async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W, code: ConnectReturnCode) {
+    let mut out = BytesMut::with_capacity(4);
+    encode(
+        &Packet::ConnAck(ConnAck {
+            session_present: false,
+            code,
+        }),
+        &mut out,
+    );
+    let _ = writer.write_all(&out).await;
+    let _ = writer.shutdown().await;
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Reads until one whole packet is buffered; `None` if the peer closed first.
+async fn read_packet<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    input: &mut BytesMut,
+    max_packet_size: usize,
+) -> Result<Option<Packet>, ReadError> {
+    loop {
+        if let Some(packet) = decode(input, max_packet_size)? {
+            return Ok(Some(packet));
+        }
+        if reader.read_buf(input).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// The protocol side of an established connection.
+struct Link {
+    broker: Arc<Broker>,
+    session: Arc<Session>,
+    will: Option<LastWill>,
+    output: BytesMut,
+    window: usize,
+    /// The session may have messages waiting to be sent.
+    more_to_send: bool,
+}
+
+impl Link {
+    /// Moves waiting deliveries into the output buffer, as far as it and the in-flight
+    /// window allow.
+    fn fill_output(&mut self) {
+        if self.more_to_send && self.output.len() < HIGH_WATER {
+            self.session
+                .lock()
+                .drain(self.window, &mut self.output, HIGH_WATER);
+            // Anything left waits for room: an acknowledgement or a write sets this again.
+            self.more_to_send = self.output.len() >= HIGH_WATER;
+        }
+    }
+
+    /// Handles every complete packet in `input`.
+    fn take_packets(&mut self, input: &mut BytesMut, max_packet_size: usize) -> Result<(), Close> {
+        loop {
+            match decode(input, max_packet_size) {
+                Ok(Some(packet)) => self.handle(packet)?,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Close::Protocol(e.to_string())),
+            }
+        }
+    }
+
+    fn handle(&mut self, packet: Packet) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(publish) => {
+                let message = Message {
+                    topic: publish.topic,
+                    payload: publish.payload,
+                    qos: publish.qos,
+                    retain: publish.retain,
+                };
+                match publish.qos {
+                    QoS::AtMostOnce => self.broker.publish(message),
+                    QoS::AtLeastOnce => {
+                        self.broker.publish(message);
+                        encode(&Packet::PubAck(publish.pkid), &mut self.output);
+                    }
+                    QoS::ExactlyOnce => {
+                        // Delivered on first receipt; a resend before PUBREL is not.
+                        if self.session.lock().receive_qos2(publish.pkid) {
+                            self.broker.publish(message);
+                        }
+                        encode(&Packet::PubRec(publish.pkid), &mut self.output);
+                    }
+                }
+            }
+            Packet::PubRel(pkid) => {
+                self.session.lock().release_qos2(pkid);
+                encode(&Packet::PubComp(pkid), &mut self.output);
+            }
+            Packet::PubAck(pkid) => {
+                let acked = self.session.lock().puback(pkid);
+                self.acknowledged(acked);
+            }
+            Packet::PubRec(pkid) => {
+                if self.session.lock().pubrec(pkid) == Acked::Released {
+                    encode(&Packet::PubRel(pkid), &mut self.output);
+                }
+            }
+            Packet::PubComp(pkid) => {
+                let acked = self.session.lock().pubcomp(pkid);
+                self.acknowledged(acked);
+            }
+            Packet::Subscribe(subscribe) => {
+                let codes = self.broker.subscribe(&self.session, &subscribe.filters);
+                let ack = SubAck {
+                    pkid: subscribe.pkid,
+                    codes,
+                };
+                encode(&Packet::SubAck(ack), &mut self.output);
+                // Retained messages were queued: send them after the SUBACK.
+                self.more_to_send = true;
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                self.broker.unsubscribe(&self.session, &unsubscribe.filters);
+                encode(&Packet::UnsubAck(unsubscribe.pkid), &mut self.output);
+            }
+            Packet::PingReq => encode(&Packet::PingResp, &mut self.output),
+            Packet::Disconnect => {
+                self.will = None;
+                return Err(Close::Disconnect);
+            }
+            other @ (Packet::Connect(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp) => {
+                return Err(Close::Protocol(format!(
+                    "unexpected {} from a client",
+                    other.name()
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn acknowledged(&mut self, acked: Acked) {
+        if let Acked::Done(seq) = acked {
+            self.broker.delivered(&self.session, seq);
+            self.more_to_send = true;
+        }
+    }
+}

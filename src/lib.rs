@@ -1,0 +1,21 @@
+//! Herald: a standalone MQTT broker.
+//!
+//! Bytes become packets in [`protocol`]; a [`connection`] task per client speaks MQTT
+//! over any byte stream; the [`broker`] holds sessions, the subscription [`router`] and
+//! the [`retained`] store, with durable state recorded through [`storage`].
+
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod message;
+pub mod protocol;
+pub mod retained;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod storage;
+pub mod topic;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,50 @@
+//! The MQTT wire format: Herald's own packet types, a streaming decoder and an encoder.
+//!
+//! Nothing outside this module sees MQTT bytes. Strings and topics in decoded packets are
+//! slices of the receive buffer (`Bytes`), validated once here.
+
+mod decode;
+mod encode;
+mod packet;
+
+pub use decode::{decode, DecodeError};
+pub use encode::{encode, encode_publish, PublishHeader};
+pub use packet::*;
+
+/// MQTT quality of service levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QoS {
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+    ExactlyOnce = 2,
+}
+
+impl QoS {
+    /// The QoS for a two-bit field value, or `None` for the forbidden value 3.
+    pub fn from_bits(bits: u8) -> Option<QoS> {
+        match bits {
+            0 => Some(QoS::AtMostOnce),
+            1 => Some(QoS::AtLeastOnce),
+            2 => Some(QoS::ExactlyOnce),
+            _ => None,
+        }
+    }
+}
+
+/// The protocol version a connection speaks, fixed by its CONNECT packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolVersion {
+    /// MQTT 3.1.1, protocol level 4.
+    V311,
+}
+
+impl ProtocolVersion {
+    pub fn level(self) -> u8 {
+        match self {
+            ProtocolVersion::V311 => 4,
+        }
+    }
+}
+
+/// The largest remaining length the variable-length encoding can carry.
+pub const MAX_REMAINING_LENGTH: usize = 268_435_455;

@@ -1,0 +1,263 @@
+//! Session state: what the broker keeps for one client id, connected or not.
+//!
+//! A session outlives its connections. The connection task only pumps bytes: it drains
+//! the session's queue onto the wire and feeds acknowledgements back, so a client that
+//! reconnects (or takes its session over from another connection) continues exactly
+//! where the last connection stopped.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use tokio::sync::{oneshot, Notify};
+
+use crate::message::Message;
+use crate::protocol::{encode, encode_publish, Packet, PublishHeader, QoS};
+use crate::topic::TopicFilter;
+
+pub struct Session {
+    pub client_id: ByteString,
+    state: Mutex<SessionState>,
+    /// Signals the attached connection that there is something to send.
+    wake: Notify,
+}
+
+/// The connection currently attached to a session.
+pub struct Attachment {
+    pub connection_id: u64,
+    /// Fired when another connection takes the session over.
+    pub kick: oneshot::Sender<()>,
+}
+
+/// A message waiting to be sent, with its position in the session's sequence.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub seq: u64,
+    pub message: Message,
+}
+
+/// Where an outgoing QoS 1/2 message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// QoS 1 sent, waiting for PUBACK.
+    AwaitingAck,
+    /// QoS 2 sent, waiting for PUBREC.
+    AwaitingRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitingComp,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    pkid: u16,
+    stage: Stage,
+    queued: Queued,
+}
+
+#[derive(Default)]
+pub struct SessionState {
+    /// Kept after disconnect (clean session 0).
+    pub persistent: bool,
+    pub attachment: Option<Attachment>,
+    pub subscriptions: HashMap<TopicFilter, QoS>,
+    /// Messages not yet sent, in delivery order.
+    pending: VecDeque<Queued>,
+    /// Sent QoS 1/2 messages awaiting acknowledgement, in the order they were sent.
+    inflight: VecDeque<InFlight>,
+    /// QoS 2 packet ids received and acknowledged with PUBREC but not yet released.
+    incoming_qos2: HashSet<u16>,
+    last_pkid: u16,
+    next_seq: u64,
+}
+
+/// What happened to a message offered to a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued under this sequence number.
+    Queued(u64),
+    /// The session's queue is full.
+    QueueFull,
+    /// The session is offline and does not keep messages of this QoS.
+    NotKept,
+}
+
+/// The outcome of an acknowledgement from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acked {
+    /// The message with this sequence number is fully delivered.
+    Done(u64),
+    /// PUBREC moved a QoS 2 message on; PUBREL is due.
+    Released,
+    /// No message in flight matches the acknowledgement.
+    Unknown,
+}
+
+impl Session {
+    pub fn new(client_id: ByteString, persistent: bool) -> Session {
+        Session {
+            client_id,
+            state: Mutex::new(SessionState {
+                persistent,
+                ..SessionState::default()
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Locks the session's state. A poisoned lock is taken over: the state is plain
+    /// data and stays consistent between statements.
+    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells the attached connection, if any, that there is something to send.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+}
+
+impl SessionState {
+    pub fn is_connected(&self) -> bool {
+        self.attachment.is_some()
+    }
+
+    /// Queues `message` (already at its delivery QoS) unless the queue holds
+    /// `max_queued` messages. An offline session keeps only QoS 1 and 2.
+    pub fn offer(&mut self, message: Message, max_queued: usize) -> Offer {
+        if !self.is_connected() && message.qos == QoS::AtMostOnce {
+            return Offer::NotKept;
+        }
+        if self.pending.len() >= max_queued {
+            return Offer::QueueFull;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.push_back(Queued { seq, message });
+        Offer::Queued(seq)
+    }
+
+    /// Puts back a message loaded from storage, keeping its sequence number.
+    pub fn restore(&mut self, queued: Queued) {
+        self.next_seq = self.next_seq.max(queued.seq + 1);
+        self.pending.push_back(queued);
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.pending.len() + self.inflight.len()
+    }
+
+    /// Encodes every unacknowledged message again for a resumed session: PUBLISH with
+    /// DUP set, or PUBREL where PUBREC already arrived, with the original packet ids.
+    pub fn resend_inflight(&self, out: &mut BytesMut) {
+        for entry in &self.inflight {
+            match entry.stage {
+                Stage::AwaitingComp => encode(&Packet::PubRel(entry.pkid), out),
+                Stage::AwaitingAck | Stage::AwaitingRec => {
+                    publish(&entry.queued.message, entry.pkid, true, out)
+                }
+            }
+        }
+    }
+
+    /// Moves pending messages onto the wire while `out` is below `high_water` and the
+    /// in-flight window of `window` QoS 1/2 messages has room.
+    pub fn drain(&mut self, window: usize, out: &mut BytesMut, high_water: usize) {
+        while out.len() < high_water {
+            let needs_slot = match self.pending.front() {
+                None => break,
+                Some(front) => front.message.qos != QoS::AtMostOnce,
+            };
+            if needs_slot && self.inflight.len() >= window {
+                break;
+            }
+            let Some(queued) = self.pending.pop_front() else {
+                break;
+            };
+            let stage = match queued.message.qos {
+                QoS::AtMostOnce => {
+                    publish(&queued.message, 0, false, out);
+                    continue;
+                }
+                QoS::AtLeastOnce => Stage::AwaitingAck,
+                QoS::ExactlyOnce => Stage::AwaitingRec,
+            };
+            let pkid = self.allocate_pkid();
+            publish(&queued.message, pkid, false, out);
+            self.inflight.push_back(InFlight {
+                pkid,
+                stage,
+                queued,
+            });
+        }
+    }
+
+    /// A packet id not used by any message in flight.
+    fn allocate_pkid(&mut self) -> u16 {
+        loop {
+            self.last_pkid = self.last_pkid.checked_add(1).unwrap_or(1);
+            let id = self.last_pkid;
+            if !self.inflight.iter().any(|f| f.pkid == id) {
+                return id;
+            }
+        }
+    }
+
+    fn position(&self, pkid: u16, stage: Stage) -> Option<usize> {
+        self.inflight
+            .iter()
+            .position(|f| f.pkid == pkid && f.stage == stage)
+    }
+
+    pub fn puback(&mut self, pkid: u16) -> Acked {
+        self.complete(pkid, Stage::AwaitingAck)
+    }
+
+    pub fn pubcomp(&mut self, pkid: u16) -> Acked {
+        self.complete(pkid, Stage::AwaitingComp)
+    }
+
+    fn complete(&mut self, pkid: u16, stage: Stage) -> Acked {
+        match self.position(pkid, stage) {
+            Some(i) => match self.inflight.remove(i) {
+                Some(done) => Acked::Done(done.queued.seq),
+                None => Acked::Unknown,
+            },
+            None => Acked::Unknown,
+        }
+    }
+
+    pub fn pubrec(&mut self, pkid: u16) -> Acked {
+        match self.position(pkid, Stage::AwaitingRec) {
+            Some(i) => {
+                self.inflight[i].stage = Stage::AwaitingComp;
+                Acked::Released
+            }
+            None => Acked::Unknown,
+        }
+    }
+
+    /// Records an incoming QoS 2 packet id; false if it was already awaiting PUBREL,
+    /// in which case the message must not be delivered again.
+    pub fn receive_qos2(&mut self, pkid: u16) -> bool {
+        self.incoming_qos2.insert(pkid)
+    }
+
+    pub fn release_qos2(&mut self, pkid: u16) {
+        self.incoming_qos2.remove(&pkid);
+    }
+}
+
+fn publish(message: &Message, pkid: u16, dup: bool, out: &mut BytesMut) {
+    let header = PublishHeader {
+        dup,
+        qos: message.qos,
+        retain: message.retain,
+        pkid,
+    };
+    encode_publish(header, message.topic.as_str(), &message.payload, out);
+}
