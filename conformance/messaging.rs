@@ -1,0 +1,4 @@
+//! Conformance: see coverage.rs for how statements are named.
+
+#[path = "../tests/common/mod.rs"]
+mod common;

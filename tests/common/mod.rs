@@ -1,0 +1,277 @@
+//! Test harness shared by tests/ and conformance/: a broker on an ephemeral loopback
+//! port, and a raw-bytes MQTT client that decodes what it receives with mqttbytes, an
+//! implementation independent of Herald's codec.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use herald::storage::MemoryStorage;
+use herald::{Config, Server};
+use mqttbytes::v4;
+use mqttbytes::QoS;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Upper bound on any single wait in a test.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Logs from the broker, shown when a test fails (`RUST_LOG` chooses the level).
+pub fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A broker running in this process on 127.0.0.1 with an ephemeral port.
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub config: Config,
+    pub storage: Arc<MemoryStorage>,
+    server: Option<Server>,
+}
+
+impl TestBroker {
+    pub async fn start() -> TestBroker {
+        TestBroker::start_with(|_| {}).await
+    }
+
+    /// Starts with the test defaults changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+        init_logging();
+        let mut config = Config::default();
+        config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
+        tweak(&mut config);
+        TestBroker::launch(config, Arc::new(MemoryStorage::default())).await
+    }
+
+    async fn launch(config: Config, storage: Arc<MemoryStorage>) -> TestBroker {
+        let server = Server::start_with_storage(&config, storage.clone())
+            .await
+            .expect("broker starts");
+        TestBroker {
+            addr: server.local_addrs()[0],
+            config,
+            storage,
+            server: Some(server),
+        }
+    }
+
+    /// Stops gracefully and starts again on the same port with the same storage.
+    pub async fn restart(mut self) -> TestBroker {
+        self.stop_server().await;
+        let mut config = self.config.clone();
+        config.listeners[0].bind = self.addr;
+        TestBroker::launch(config, self.storage.clone()).await
+    }
+
+    pub async fn stop(mut self) {
+        self.stop_server().await;
+    }
+
+    async fn stop_server(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    pub async fn raw(&self) -> RawClient {
+        RawClient::open(self.addr).await
+    }
+
+    /// A raw client that has connected with `client_id` and got CONNACK 0.
+    pub async fn client(&self, client_id: &str, clean_session: bool) -> RawClient {
+        let mut client = self.raw().await;
+        let ack = client.connect(client_id, clean_session).await;
+        assert_eq!(ack.code, v4::ConnectReturnCode::Success, "{ack:?}");
+        client
+    }
+}
+
+/// An MQTT client made of raw bytes, for what no client library will send.
+pub struct RawClient {
+    stream: TcpStream,
+    input: BytesMut,
+}
+
+impl RawClient {
+    pub async fn open(addr: SocketAddr) -> RawClient {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        stream.set_nodelay(true).unwrap();
+        RawClient {
+            stream,
+            input: BytesMut::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("send");
+    }
+
+    /// Encodes and sends `packet` with mqttbytes.
+    pub async fn send_packet(&mut self, packet: impl Encode) {
+        let mut buf = BytesMut::new();
+        packet.encode(&mut buf);
+        self.send(&buf).await;
+    }
+
+    /// Sends CONNECT and returns the CONNACK.
+    pub async fn connect(&mut self, client_id: &str, clean_session: bool) -> v4::ConnAck {
+        let mut connect = v4::Connect::new(client_id);
+        connect.clean_session = clean_session;
+        self.send_packet(connect).await;
+        self.expect_connack().await
+    }
+
+    pub async fn expect_connack(&mut self) -> v4::ConnAck {
+        match self.recv().await {
+            Some(v4::Packet::ConnAck(ack)) => ack,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// The next packet from the broker, or `None` once it closed the connection.
+    /// Panics if nothing arrives within [`WAIT`].
+    pub async fn recv(&mut self) -> Option<v4::Packet> {
+        tokio::time::timeout(WAIT, self.next_packet())
+            .await
+            .expect("a packet or close within the wait")
+    }
+
+    /// The next packet if one arrives within `wait`.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<v4::Packet> {
+        tokio::time::timeout(wait, self.next_packet())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn next_packet(&mut self) -> Option<v4::Packet> {
+        loop {
+            match v4::read(&mut self.input, 1 << 28) {
+                Ok(packet) => return Some(packet),
+                Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(e) => panic!("broker sent bytes mqttbytes cannot decode: {e:?}"),
+            }
+            match self.stream.read_buf(&mut self.input).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The next packet, which must be a PUBLISH.
+    pub async fn expect_publish(&mut self) -> v4::Publish {
+        match self.recv().await {
+            Some(v4::Packet::Publish(p)) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Asserts the broker closes the connection within [`WAIT`] without sending more.
+    pub async fn expect_closed(&mut self) {
+        if let Some(packet) = self.recv().await {
+            panic!("expected the connection to close, got {packet:?}");
+        }
+    }
+
+    /// Asserts nothing arrives for `wait` and the connection stays open.
+    pub async fn expect_nothing(&mut self, wait: Duration) {
+        match tokio::time::timeout(wait, self.next_packet()).await {
+            Err(_) => {}
+            Ok(Some(packet)) => panic!("expected nothing, got {packet:?}"),
+            Ok(None) => panic!("expected nothing, but the connection closed"),
+        }
+    }
+
+    pub async fn subscribe(&mut self, pkid: u16, filter: &str, qos: QoS) -> Vec<v4::SubscribeReasonCode> {
+        let mut subscribe = v4::Subscribe::new(filter, qos);
+        subscribe.pkid = pkid;
+        self.send_packet(subscribe).await;
+        match self.recv().await {
+            Some(v4::Packet::SubAck(ack)) => {
+                assert_eq!(ack.pkid, pkid);
+                ack.return_codes
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes and completes the QoS handshake as a well-behaved client.
+    pub async fn publish(&mut self, topic: &str, qos: QoS, payload: &[u8], retain: bool, pkid: u16) {
+        let mut publish = v4::Publish::new(topic, qos, payload.to_vec());
+        publish.retain = retain;
+        publish.pkid = if qos == QoS::AtMostOnce { 0 } else { pkid };
+        self.send_packet(publish).await;
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => match self.recv().await {
+                Some(v4::Packet::PubAck(ack)) => assert_eq!(ack.pkid, pkid),
+                other => panic!("expected PUBACK, got {other:?}"),
+            },
+            QoS::ExactlyOnce => {
+                match self.recv().await {
+                    Some(v4::Packet::PubRec(rec)) => assert_eq!(rec.pkid, pkid),
+                    other => panic!("expected PUBREC, got {other:?}"),
+                }
+                self.send_packet(v4::PubRel::new(pkid)).await;
+                match self.recv().await {
+                    Some(v4::Packet::PubComp(comp)) => assert_eq!(comp.pkid, pkid),
+                    other => panic!("expected PUBCOMP, got {other:?}"),
+                }
+            }
+        }
+    }
+
+    pub async fn disconnect(mut self) {
+        self.send(&[0xe0, 0x00]).await;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// mqttbytes packets that can be written to the wire.
+pub trait Encode {
+    fn encode(&self, buf: &mut BytesMut);
+}
+
+macro_rules! encodable {
+    ($($t:ty),*) => {$(
+        impl Encode for $t {
+            fn encode(&self, buf: &mut BytesMut) {
+                self.write(buf).expect("mqttbytes encodes");
+            }
+        }
+    )*};
+}
+
+encodable!(
+    v4::Connect,
+    v4::Publish,
+    v4::PubAck,
+    v4::PubRec,
+    v4::PubRel,
+    v4::PubComp,
+    v4::Subscribe,
+    v4::Unsubscribe,
+    v4::PingReq,
+    v4::Disconnect
+);
+
+/// A raw CONNECT for clean session `clean_session` and keep alive `keep_alive`.
+pub fn connect_packet(client_id: &str, clean_session: bool, keep_alive: u16) -> v4::Connect {
+    let mut connect = v4::Connect::new(client_id);
+    connect.clean_session = clean_session;
+    connect.keep_alive = keep_alive;
+    connect
+}
