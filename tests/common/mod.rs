@@ -275,3 +275,4 @@ pub fn connect_packet(client_id: &str, clean_session: bool, keep_alive: u16) -> 
     connect.keep_alive = keep_alive;
     connect
 }
+pub mod tools;

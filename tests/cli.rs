@@ -1,0 +1,174 @@
+//! The `herald` binary: configuration checks, exit codes, serving and graceful stop.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{RawClient, WAIT};
+use mqttbytes::QoS;
+
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+fn herald(args: &[&str], dir: &Path) -> Output {
+    Command::new(HERALD)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("herald runs")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    std::fs::write(dir.join(name), text).unwrap();
+    name.to_string()
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "b.toml", "[mqtt]\nmax_qos = 1\n");
+    let out = herald(&["check-config", &file], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("max_qos = 1"), "{printed}");
+    // Defaults are filled in.
+    assert!(printed.contains("max_inflight_messages = 20"), "{printed}");
+    assert!(printed.contains("bind = \"127.0.0.1:1883\""), "{printed}");
+}
+
+#[test]
+fn the_shipped_broker_toml_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = herald(&["check-config", "broker.toml"], root);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_bad_configuration_names_line_and_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[mqtt]\nmax_qos = 1\nmax_qoss = 2\n", "line 3", "max_qoss"),
+        ("[[listeners]]\nprotocol = \"mqtt\"\nbind = \"nowhere\"\n", "line 3", "bind"),
+        ("[storage]\nsync = \"sometimes\"\n", "line 2", "sometimes"),
+        ("[mqtt]\nmax_inflight_messages = 0\n", "line 2", "max_inflight_messages"),
+    ];
+    for (text, line, key) in cases {
+        let file = write(dir.path(), "bad.toml", text);
+        for args in [vec!["check-config", &file], vec!["--config", &file]] {
+            let out = herald(&args, dir.path());
+            assert_eq!(out.status.code(), Some(2), "{args:?} on {text:?}: {out:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(line) && err.contains(key), "{text:?}: {err}");
+        }
+    }
+    let out = herald(&["--config", "missing.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// A running `herald` process, stopped by signal in the test.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+    log: mpsc::Receiver<String>,
+}
+
+impl Process {
+    /// Starts herald in `dir` on an ephemeral port, reading the bound address from its log.
+    fn start(dir: &Path) -> Process {
+        let config = write(
+            dir,
+            "broker.toml",
+            "[[listeners]]\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n[storage]\npersistence = false\n",
+        );
+        let mut child = Command::new(HERALD)
+            .args(["--config", &config])
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("herald starts");
+        let stderr = child.stderr.take().unwrap();
+        let (lines, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut process = Process {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log,
+        };
+        let line = process.wait_for_log("mqtt listener on ");
+        let addr = line.rsplit(' ').next().unwrap();
+        process.addr = addr.parse().expect("address in log");
+        process
+    }
+
+    fn wait_for_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("herald did not log {needle:?} in time"),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("herald did not exit in time");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_serves_clients_and_stops_gracefully_on_sigterm_and_sigint() {
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut herald = Process::start(dir.path());
+        let mut sub = RawClient::open(herald.addr).await;
+        sub.connect("cli-sub", true).await;
+        sub.subscribe(1, "t", QoS::AtLeastOnce).await;
+        let mut publisher = RawClient::open(herald.addr).await;
+        publisher.connect("cli-pub", true).await;
+        publisher.publish("t", QoS::AtLeastOnce, b"x", false, 1).await;
+        assert_eq!(&sub.expect_publish().await.payload[..], b"x");
+
+        herald.signal(signal);
+        // Connections are closed by the broker, then it exits 0.
+        sub.expect_closed().await;
+        assert_eq!(herald.wait_exit(), Some(0), "exit code after SIG{signal}");
+        herald.wait_for_log("broker stopped");
+    }
+}
