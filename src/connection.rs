@@ -153,12 +153,12 @@ where
             },
             read = reader.read_buf(&mut input), if link.output.len() < HIGH_WATER => match read {
                 Ok(0) => break Close::PeerClosed,
-                Ok(_) => {
-                    if let Err(close) = link.take_packets(&mut input, max_packet_size) {
-                        break close;
-                    }
-                    deadline = keep_alive.map(|k| Instant::now() + k);
-                }
+                Ok(_) => match link.take_packets(&mut input, max_packet_size) {
+                    Ok(0) => {}
+                    // Keep alive counts whole control packets, not stray bytes.
+                    Ok(_) => deadline = keep_alive.map(|k| Instant::now() + k),
+                    Err(close) => break close,
+                },
                 Err(e) => break Close::Io(e),
             },
             _ = session.woken() => link.more_to_send = true,
@@ -275,14 +275,20 @@ impl Link {
         }
     }
 
-    /// Handles every complete packet in `input`.
-    fn take_packets(&mut self, input: &mut BytesMut, max_packet_size: usize) -> Result<(), Close> {
+    /// Handles every complete packet in `input`; returns how many there were.
+    fn take_packets(
+        &mut self,
+        input: &mut BytesMut,
+        max_packet_size: usize,
+    ) -> Result<usize, Close> {
+        let mut handled = 0;
         loop {
             match decode(input, max_packet_size) {
                 Ok(Some(packet)) => self.handle(packet)?,
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(handled),
                 Err(e) => return Err(Close::Protocol(e.to_string())),
             }
+            handled += 1;
         }
     }
 

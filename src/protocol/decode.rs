@@ -54,6 +54,10 @@ pub enum DecodeError {
     InvalidSubAckCode(u8),
 }
 
+/// The most the decoder reserves ahead for an incomplete packet; beyond it the buffer
+/// grows only as bytes actually arrive.
+const RESERVE_LIMIT: usize = 64 * 1024;
+
 /// Takes one complete packet off the front of `buf`.
 ///
 /// Returns `Ok(None)` — consuming nothing — while the packet is still incomplete. The
@@ -72,7 +76,8 @@ pub fn decode(buf: &mut BytesMut, max_packet_size: usize) -> Result<Option<Packe
         });
     }
     if buf.len() < size {
-        buf.reserve(size - buf.len());
+        // Room for the rest, but never a large allocation on a peer's word alone.
+        buf.reserve((size - buf.len()).min(RESERVE_LIMIT));
         return Ok(None);
     }
     let first = buf[0];
