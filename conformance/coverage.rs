@@ -75,7 +75,10 @@ fn render(root: &Path) -> String {
         .collect();
     let known: Vec<&str> = rows.iter().map(|r| r.0).collect();
     for id in claims.keys() {
-        assert!(known.contains(&id.as_str()), "a test names {id}, which is not a 3.1.1 statement");
+        assert!(
+            known.contains(&id.as_str()),
+            "a test names {id}, which is not a 3.1.1 statement"
+        );
     }
     let binds_server = |role: &str| role == "server" || role == "both";
     let server_total = rows.iter().filter(|r| binds_server(r.1)).count();
@@ -102,7 +105,11 @@ fn render(root: &Path) -> String {
     writeln!(out, "|---|---|---|---|").unwrap();
     for (id, role, summary) in rows {
         let tests = match claims.get(id) {
-            Some(tests) => tests.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
+            Some(tests) => tests
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
             None if role == "client" => "client obligation".to_string(),
             None => "**not covered**".to_string(),
         };

@@ -53,9 +53,17 @@ fn a_bad_configuration_names_line_and_key_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("[mqtt]\nmax_qos = 1\nmax_qoss = 2\n", "line 3", "max_qoss"),
-        ("[[listeners]]\nprotocol = \"mqtt\"\nbind = \"nowhere\"\n", "line 3", "bind"),
+        (
+            "[[listeners]]\nprotocol = \"mqtt\"\nbind = \"nowhere\"\n",
+            "line 3",
+            "bind",
+        ),
         ("[storage]\nsync = \"sometimes\"\n", "line 2", "sometimes"),
-        ("[mqtt]\nmax_inflight_messages = 0\n", "line 2", "max_inflight_messages"),
+        (
+            "[mqtt]\nmax_inflight_messages = 0\n",
+            "line 2",
+            "max_inflight_messages",
+        ),
     ];
     for (text, line, key) in cases {
         let file = write(dir.path(), "bad.toml", text);
@@ -162,7 +170,9 @@ async fn the_binary_serves_clients_and_stops_gracefully_on_sigterm_and_sigint() 
         sub.subscribe(1, "t", QoS::AtLeastOnce).await;
         let mut publisher = RawClient::open(herald.addr).await;
         publisher.connect("cli-pub", true).await;
-        publisher.publish("t", QoS::AtLeastOnce, b"x", false, 1).await;
+        publisher
+            .publish("t", QoS::AtLeastOnce, b"x", false, 1)
+            .await;
         assert_eq!(&sub.expect_publish().await.payload[..], b"x");
 
         herald.signal(signal);

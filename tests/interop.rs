@@ -23,7 +23,11 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(broker: &TestBroker, id: &str, configure: impl FnOnce(&mut MqttOptions)) -> Client {
+    async fn connect(
+        broker: &TestBroker,
+        id: &str,
+        configure: impl FnOnce(&mut MqttOptions),
+    ) -> Client {
         let mut options = MqttOptions::new(id, "127.0.0.1", broker.addr.port());
         options.set_keep_alive(Duration::from_secs(10));
         configure(&mut options);
@@ -79,14 +83,22 @@ async fn pump(
 async fn rumqttc_clients_exchange_messages_at_every_qos() {
     let broker = TestBroker::start().await;
     let mut subscriber = Client::connect(&broker, "rumqttc-sub", |_| {}).await;
-    subscriber.client.subscribe("sensors/#", QoS::ExactlyOnce).await.unwrap();
+    subscriber
+        .client
+        .subscribe("sensors/#", QoS::ExactlyOnce)
+        .await
+        .unwrap();
     let publisher = Client::connect(&broker, "rumqttc-pub", |_| {}).await;
     // Give the SUBSCRIBE time to be acknowledged before publishing.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let binary: Vec<u8> = (0..=255).collect();
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
         let topic = format!("sensors/qos{}", qos as u8);
-        publisher.client.publish(&topic, qos, false, binary.clone()).await.unwrap();
+        publisher
+            .client
+            .publish(&topic, qos, false, binary.clone())
+            .await
+            .unwrap();
         let got = subscriber.next().await;
         assert_eq!(got.topic, topic);
         assert_eq!(got.qos, qos);
@@ -104,15 +116,27 @@ async fn rumqttc_persistent_session_gets_what_was_published_while_offline() {
     };
     let subscriber = Client::connect(&broker, "offline-sub", persistent).await;
     assert!(!subscriber.session_present);
-    subscriber.client.subscribe("jobs/+", QoS::ExactlyOnce).await.unwrap();
+    subscriber
+        .client
+        .subscribe("jobs/+", QoS::ExactlyOnce)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     subscriber.client.disconnect().await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let publisher = Client::connect(&broker, "offline-pub", |_| {}).await;
     for i in 0..10u8 {
-        let qos = if i % 2 == 0 { QoS::AtLeastOnce } else { QoS::ExactlyOnce };
-        publisher.client.publish(format!("jobs/{i}"), qos, false, vec![i]).await.unwrap();
+        let qos = if i % 2 == 0 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::ExactlyOnce
+        };
+        publisher
+            .client
+            .publish(format!("jobs/{i}"), qos, false, vec![i])
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -123,7 +147,12 @@ async fn rumqttc_persistent_session_gets_what_was_published_while_offline() {
         assert_eq!(got.topic, format!("jobs/{i}"));
         assert_eq!(&got.payload[..], &[i]);
     }
-    assert!(timeout(Duration::from_millis(300), back.publishes.recv()).await.is_err(), "nothing more");
+    assert!(
+        timeout(Duration::from_millis(300), back.publishes.recv())
+            .await
+            .is_err(),
+        "nothing more"
+    );
     broker.stop().await;
 }
 
@@ -131,10 +160,19 @@ async fn rumqttc_persistent_session_gets_what_was_published_while_offline() {
 async fn rumqttc_will_is_published_when_a_client_vanishes() {
     let broker = TestBroker::start().await;
     let mut watcher = Client::connect(&broker, "watcher", |_| {}).await;
-    watcher.client.subscribe("status/#", QoS::AtLeastOnce).await.unwrap();
+    watcher
+        .client
+        .subscribe("status/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let doomed = Client::connect(&broker, "doomed", |o| {
-        o.set_last_will(LastWill::new("status/doomed", "gone", QoS::AtLeastOnce, false));
+        o.set_last_will(LastWill::new(
+            "status/doomed",
+            "gone",
+            QoS::AtLeastOnce,
+            false,
+        ));
     })
     .await;
     doomed.drop_connection();
@@ -145,11 +183,20 @@ async fn rumqttc_will_is_published_when_a_client_vanishes() {
 
     // A clean DISCONNECT discards the will.
     let polite = Client::connect(&broker, "polite", |o| {
-        o.set_last_will(LastWill::new("status/polite", "gone", QoS::AtLeastOnce, false));
+        o.set_last_will(LastWill::new(
+            "status/polite",
+            "gone",
+            QoS::AtLeastOnce,
+            false,
+        ));
     })
     .await;
     polite.client.disconnect().await.unwrap();
-    assert!(timeout(Duration::from_millis(500), watcher.publishes.recv()).await.is_err());
+    assert!(
+        timeout(Duration::from_millis(500), watcher.publishes.recv())
+            .await
+            .is_err()
+    );
     broker.stop().await;
 }
 
@@ -174,7 +221,10 @@ fn mosquitto(tool: &std::path::Path, broker: &TestBroker) -> Command {
 
 #[tokio::test]
 async fn mosquitto_pub_and_sub_exchange_messages_at_every_qos() {
-    let (Some(sub_tool), Some(pub_tool)) = (tools::require("mosquitto_sub"), tools::require("mosquitto_pub")) else {
+    let (Some(sub_tool), Some(pub_tool)) = (
+        tools::require("mosquitto_sub"),
+        tools::require("mosquitto_pub"),
+    ) else {
         return;
     };
     let broker = TestBroker::start().await;
@@ -202,7 +252,10 @@ async fn mosquitto_pub_and_sub_exchange_messages_at_every_qos() {
 
 #[tokio::test]
 async fn mosquitto_retained_message_reaches_a_later_subscriber_and_rumqttc() {
-    let (Some(sub_tool), Some(pub_tool)) = (tools::require("mosquitto_sub"), tools::require("mosquitto_pub")) else {
+    let (Some(sub_tool), Some(pub_tool)) = (
+        tools::require("mosquitto_sub"),
+        tools::require("mosquitto_pub"),
+    ) else {
         return;
     };
     let broker = TestBroker::start().await;
@@ -215,7 +268,11 @@ async fn mosquitto_retained_message_reaches_a_later_subscriber_and_rumqttc() {
     assert_eq!(run_tool(sub).await.trim_end(), "retained/t kept 1");
 
     let mut reader = Client::connect(&broker, "rumqttc-reader", |_| {}).await;
-    reader.client.subscribe("retained/t", QoS::AtLeastOnce).await.unwrap();
+    reader
+        .client
+        .subscribe("retained/t", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let got = reader.next().await;
     assert!(got.retain);
     assert_eq!(&got.payload[..], b"kept");

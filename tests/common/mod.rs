@@ -195,7 +195,12 @@ impl RawClient {
         }
     }
 
-    pub async fn subscribe(&mut self, pkid: u16, filter: &str, qos: QoS) -> Vec<v4::SubscribeReasonCode> {
+    pub async fn subscribe(
+        &mut self,
+        pkid: u16,
+        filter: &str,
+        qos: QoS,
+    ) -> Vec<v4::SubscribeReasonCode> {
         let mut subscribe = v4::Subscribe::new(filter, qos);
         subscribe.pkid = pkid;
         self.send_packet(subscribe).await;
@@ -209,7 +214,14 @@ impl RawClient {
     }
 
     /// Publishes and completes the QoS handshake as a well-behaved client.
-    pub async fn publish(&mut self, topic: &str, qos: QoS, payload: &[u8], retain: bool, pkid: u16) {
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        qos: QoS,
+        payload: &[u8],
+        retain: bool,
+        pkid: u16,
+    ) {
         let mut publish = v4::Publish::new(topic, qos, payload.to_vec());
         publish.retain = retain;
         publish.pkid = if qos == QoS::AtMostOnce { 0 } else { pkid };
