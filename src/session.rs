@@ -37,21 +37,21 @@ pub struct Queued {
     pub message: Message,
 }
 
-/// Where an outgoing QoS 1/2 message stands.
+/// What an outgoing QoS 1/2 message in flight waits for: PUBACK, PUBREC or PUBCOMP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// QoS 1 sent, waiting for PUBACK.
-    AwaitingAck,
-    /// QoS 2 sent, waiting for PUBREC.
-    AwaitingRec,
-    /// PUBREL sent, waiting for PUBCOMP.
-    AwaitingComp,
+enum Awaiting {
+    /// QoS 1 sent.
+    Ack,
+    /// QoS 2 sent.
+    Rec,
+    /// PUBREC received and PUBREL sent.
+    Comp,
 }
 
 #[derive(Debug)]
 struct InFlight {
     pkid: u16,
-    stage: Stage,
+    stage: Awaiting,
     queued: Queued,
 }
 
@@ -156,8 +156,8 @@ impl SessionState {
     pub fn resend_inflight(&self, out: &mut BytesMut) {
         for entry in &self.inflight {
             match entry.stage {
-                Stage::AwaitingComp => encode(&Packet::PubRel(entry.pkid), out),
-                Stage::AwaitingAck | Stage::AwaitingRec => {
+                Awaiting::Comp => encode(&Packet::PubRel(entry.pkid), out),
+                Awaiting::Ack | Awaiting::Rec => {
                     publish(&entry.queued.message, entry.pkid, true, out)
                 }
             }
@@ -183,8 +183,8 @@ impl SessionState {
                     publish(&queued.message, 0, false, out);
                     continue;
                 }
-                QoS::AtLeastOnce => Stage::AwaitingAck,
-                QoS::ExactlyOnce => Stage::AwaitingRec,
+                QoS::AtLeastOnce => Awaiting::Ack,
+                QoS::ExactlyOnce => Awaiting::Rec,
             };
             let pkid = self.allocate_pkid();
             publish(&queued.message, pkid, false, out);
@@ -207,21 +207,21 @@ impl SessionState {
         }
     }
 
-    fn position(&self, pkid: u16, stage: Stage) -> Option<usize> {
+    fn position(&self, pkid: u16, stage: Awaiting) -> Option<usize> {
         self.inflight
             .iter()
             .position(|f| f.pkid == pkid && f.stage == stage)
     }
 
     pub fn puback(&mut self, pkid: u16) -> Acked {
-        self.complete(pkid, Stage::AwaitingAck)
+        self.complete(pkid, Awaiting::Ack)
     }
 
     pub fn pubcomp(&mut self, pkid: u16) -> Acked {
-        self.complete(pkid, Stage::AwaitingComp)
+        self.complete(pkid, Awaiting::Comp)
     }
 
-    fn complete(&mut self, pkid: u16, stage: Stage) -> Acked {
+    fn complete(&mut self, pkid: u16, stage: Awaiting) -> Acked {
         match self.position(pkid, stage) {
             Some(i) => match self.inflight.remove(i) {
                 Some(done) => Acked::Done(done.queued.seq),
@@ -232,9 +232,9 @@ impl SessionState {
     }
 
     pub fn pubrec(&mut self, pkid: u16) -> Acked {
-        match self.position(pkid, Stage::AwaitingRec) {
+        match self.position(pkid, Awaiting::Rec) {
             Some(i) => {
-                self.inflight[i].stage = Stage::AwaitingComp;
+                self.inflight[i].stage = Awaiting::Comp;
                 Acked::Released
             }
             None => Acked::Unknown,
