@@ -1,0 +1,173 @@
+//! Configured limits, and bad or greedy clients that must not harm anyone else.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{connect_packet, TestBroker};
+use mqttbytes::v4;
+use mqttbytes::QoS;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_closed_at_once() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_connections = 2).await;
+    let first = broker.client("one", true).await;
+    let _second = broker.client("two", true).await;
+    let mut third = broker.raw().await;
+    third.send_packet(connect_packet("three", true, 30)).await;
+    third.expect_closed().await;
+    // A freed slot can be used again.
+    first.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    broker.client("four", true).await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn an_offline_queue_keeps_at_most_max_queued_messages() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_queued_messages = 3).await;
+    let mut sub = broker.client("queued", false).await;
+    sub.subscribe(1, "q", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+    let mut publisher = broker.client("producer", true).await;
+    for i in 0..5u8 {
+        publisher
+            .publish("q", QoS::AtLeastOnce, &[i], false, u16::from(i) + 1)
+            .await;
+    }
+    let mut sub = broker.raw().await;
+    assert!(sub.connect("queued", false).await.session_present);
+    // The oldest three were kept; the newer ones were dropped when the queue was full.
+    for i in 0..3u8 {
+        let got = sub.expect_publish().await;
+        assert_eq!(&got.payload[..], &[i]);
+        sub.send_packet(v4::PubAck::new(got.pkid)).await;
+    }
+    sub.expect_nothing(Duration::from_millis(300)).await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_packet_over_max_packet_size_closes_only_that_connection() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_packet_size.0 = 1024).await;
+    let mut sub = broker.client("bystander", true).await;
+    sub.subscribe(1, "big/#", QoS::AtMostOnce).await;
+    let mut publisher = broker.client("big", true).await;
+    publisher
+        .publish("big/ok", QoS::AtMostOnce, &[0; 900], false, 0)
+        .await;
+    assert_eq!(sub.expect_publish().await.payload.len(), 900);
+    // Only the fixed header of a 2000-byte PUBLISH: refused before the body arrives.
+    publisher.send(&[0x30, 0xd0, 0x0f]).await;
+    publisher.expect_closed().await;
+    sub.expect_nothing(Duration::from_millis(200)).await;
+    let mut other = broker.client("other", true).await;
+    other
+        .publish("big/after", QoS::AtMostOnce, b"still here", false, 0)
+        .await;
+    assert_eq!(&sub.expect_publish().await.payload[..], b"still here");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_input_of_every_kind_closes_only_that_connection() {
+    let broker = TestBroker::start().await;
+    let mut watcher = broker.client("watcher", true).await;
+    watcher.subscribe(1, "#", QoS::AtMostOnce).await;
+    let cases: &[(&str, &[u8])] = &[
+        (
+            "remaining length of five bytes",
+            &[0x30, 0xff, 0xff, 0xff, 0xff, 0x01],
+        ),
+        ("reserved flags on PUBACK", &[0x41, 0x02, 0x00, 0x01]),
+        (
+            "wildcard in a PUBLISH topic",
+            &[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'#'],
+        ),
+        (
+            "invalid UTF-8 in a topic",
+            &[0x30, 0x04, 0x00, 0x02, 0xc3, 0x28],
+        ),
+        ("unknown packet type 0", &[0x00, 0x00]),
+        ("packet type 15", &[0xf0, 0x00]),
+        ("QoS 3 PUBLISH", &[0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x01]),
+    ];
+    for (what, bytes) in cases {
+        let mut bad = broker.client(&format!("bad-{what}"), true).await;
+        bad.send(bytes).await;
+        bad.expect_closed().await;
+        // Everyone else carries on.
+        let mut good = broker.client("good", true).await;
+        good.publish("alive", QoS::AtMostOnce, what.as_bytes(), false, 0)
+            .await;
+        let got = watcher.expect_publish().await;
+        assert_eq!(&got.payload[..], what.as_bytes(), "after {what}");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_that_never_reads_does_not_stall_publishers_or_others() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_queued_messages = 100).await;
+    // A raw socket that subscribes and then never reads again.
+    let mut stuck = broker.client("stuck", true).await;
+    stuck.subscribe(1, "flood", QoS::AtMostOnce).await;
+    let mut healthy = broker.client("healthy", true).await;
+    healthy.subscribe(1, "flood", QoS::AtMostOnce).await;
+
+    let mut publisher = broker.client("flooder", true).await;
+    let payload = vec![7u8; 16 * 1024];
+    let flood = async {
+        // 32 MB: far more than the stuck subscriber's socket buffers hold.
+        for _ in 0..2000 {
+            publisher
+                .publish("flood", QoS::AtMostOnce, &payload, false, 0)
+                .await;
+        }
+        // A QoS 1 round trip after the flood proves the publisher was never blocked.
+        publisher
+            .publish("flood", QoS::AtLeastOnce, b"", false, 1)
+            .await;
+    };
+    let drain = async {
+        let mut received = 0;
+        while healthy
+            .recv_within(Duration::from_millis(500))
+            .await
+            .is_some()
+        {
+            received += 1;
+        }
+        received
+    };
+    let (_, received) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(flood, drain)
+    })
+    .await
+    .expect("the flood completes despite the stuck subscriber");
+    assert!(
+        received > 100,
+        "the healthy subscriber kept receiving: {received}"
+    );
+    publisher
+        .publish("flood", QoS::AtMostOnce, b"end", false, 0)
+        .await;
+    assert_eq!(&healthy.expect_publish().await.payload[..], b"end");
+    drop(stuck);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn half_a_packet_then_silence_is_cut_by_the_connect_timeout() {
+    let broker = TestBroker::start_with(|c| c.mqtt.connect_timeout_secs = 1).await;
+    let mut slow = broker.raw().await;
+    slow.send(&[0x10, 0x20, 0x00]).await;
+    slow.expect_closed().await;
+    let mut silent = broker.raw().await;
+    silent.expect_closed().await;
+    let mut stream = tokio::net::TcpStream::connect(broker.addr).await.unwrap();
+    stream.shutdown().await.unwrap();
+    broker.client("fine", true).await;
+    broker.stop().await;
+}
