@@ -6,6 +6,8 @@
 mod decode;
 mod encode;
 mod packet;
+#[cfg(test)]
+mod tests;
 
 pub use decode::{decode, DecodeError};
 pub use encode::{encode, encode_publish, PublishHeader};
