@@ -195,6 +195,41 @@ impl RawClient {
         }
     }
 
+    /// The next packet's bytes exactly as sent (fixed header included, not decoded), or
+    /// `None` once the broker closed the connection. Panics if nothing arrives within
+    /// [`WAIT`].
+    pub async fn recv_frame(&mut self) -> Option<Vec<u8>> {
+        let next = async {
+            loop {
+                let mut len = 0usize;
+                for (i, byte) in self.input.iter().skip(1).take(4).enumerate() {
+                    len |= usize::from(byte & 0x7f) << (7 * i);
+                    if byte & 0x80 == 0 {
+                        let size = i + 2 + len;
+                        if self.input.len() >= size {
+                            return Some(self.input.split_to(size).to_vec());
+                        }
+                        break;
+                    }
+                }
+                match self.stream.read_buf(&mut self.input).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, next)
+            .await
+            .expect("a packet or close within the wait")
+    }
+
+    /// Closes the sending side without DISCONNECT, as a dropped network connection looks
+    /// to the broker, and keeps reading: [`RawClient::expect_closed`] then shows the
+    /// broker has finished with the connection.
+    pub async fn close_write(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
     pub async fn subscribe(
         &mut self,
         pkid: u16,
