@@ -112,10 +112,9 @@ impl Broker {
             }
         }
         let (session, session_present) = match existing {
-            Some(old) if !clean_session => {
-                self.make_persistent(&old);
-                (old, true)
-            }
+            // Only a persistent session is resumed: a clean session's state is never
+            // reused, even while its connection is still open (MQTT-3.1.2-6).
+            Some(old) if !clean_session && old.lock().persistent => (old, true),
             existing => {
                 if let Some(old) = existing {
                     self.discard(&old);
@@ -156,31 +155,6 @@ impl Broker {
             sessions.remove(&session.client_id);
             self.discard(session);
         }
-    }
-
-    /// Keeps a session after its connection ends from now on: a clean session resumed
-    /// by a clean-session-0 connection while it was still attached.
-    fn make_persistent(&self, session: &Session) {
-        let mut state = session.lock();
-        if state.persistent {
-            return;
-        }
-        state.persistent = true;
-        let client_id = &session.client_id;
-        let mut changes = vec![Change::SessionCreated {
-            client_id: client_id.clone(),
-        }];
-        changes.extend(
-            state
-                .subscriptions
-                .iter()
-                .map(|(filter, qos)| Change::Subscribed {
-                    client_id: client_id.clone(),
-                    filter: filter.clone(),
-                    qos: *qos,
-                }),
-        );
-        self.record(&changes);
     }
 
     /// Removes everything of a session that is ending.
