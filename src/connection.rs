@@ -140,32 +140,36 @@ where
     let keep_alive = (connect.keep_alive > 0)
         .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
     let mut deadline = keep_alive.map(|k| Instant::now() + k);
-    let close = loop {
-        link.fill_output();
-        tokio::select! {
-            biased;
-            _ = &mut kicked => break Close::TakenOver,
-            _ = cx.shutdown.changed() => break Close::Shutdown,
-            written = writer.write(&link.output), if !link.output.is_empty() => match written {
-                Ok(0) => break Close::PeerClosed,
-                Ok(n) => link.output.advance(n),
-                Err(e) => break Close::Io(e),
-            },
-            read = reader.read_buf(&mut input), if link.output.len() < HIGH_WATER => match read {
-                Ok(0) => break Close::PeerClosed,
-                Ok(_) => match link.take_packets(&mut input, max_packet_size) {
-                    Ok(0) => {}
-                    // Keep alive counts whole control packets, not stray bytes.
-                    Ok(_) => deadline = keep_alive.map(|k| Instant::now() + k),
-                    Err(close) => break close,
+    // Packets the client sent right behind CONNECT are already in the buffer.
+    let close = match link.take_packets(&mut input, max_packet_size) {
+        Err(close) => close,
+        Ok(_) => loop {
+            link.fill_output();
+            tokio::select! {
+                biased;
+                _ = &mut kicked => break Close::TakenOver,
+                _ = cx.shutdown.changed() => break Close::Shutdown,
+                written = writer.write(&link.output), if !link.output.is_empty() => match written {
+                    Ok(0) => break Close::PeerClosed,
+                    Ok(n) => link.output.advance(n),
+                    Err(e) => break Close::Io(e),
                 },
-                Err(e) => break Close::Io(e),
-            },
-            _ = session.woken() => link.more_to_send = true,
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                break Close::KeepAliveExpired;
+                read = reader.read_buf(&mut input), if link.output.len() < HIGH_WATER => match read {
+                    Ok(0) => break Close::PeerClosed,
+                    Ok(_) => match link.take_packets(&mut input, max_packet_size) {
+                        Ok(0) => {}
+                        // Keep alive counts whole control packets, not stray bytes.
+                        Ok(_) => deadline = keep_alive.map(|k| Instant::now() + k),
+                        Err(close) => break close,
+                    },
+                    Err(e) => break Close::Io(e),
+                },
+                _ = session.woken() => link.more_to_send = true,
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    break Close::KeepAliveExpired;
+                }
             }
-        }
+        },
     };
     match &close {
         Close::Disconnect | Close::PeerClosed | Close::Shutdown | Close::TakenOver => {
