@@ -1268,3 +1268,22 @@ async fn ordered_byte_stream_transport() {
         puback(&mut sub, &got).await;
     }
 }
+
+/// MQTT-3.1.2-6: a clean session's state is never reused, even while its connection is
+/// still open: a CleanSession 0 connection taking the client id over starts a new session,
+/// without the old subscription.
+/// MQTT-3.2.2-3: no stored session existed, so Session Present is 0.
+#[tokio::test]
+async fn a_connected_clean_session_is_not_resumed_by_clean_session_0() {
+    let broker = TestBroker::start().await;
+    let mut first = broker.client("cs-live", true).await;
+    first.subscribe(1, "cs-live/t", QoS::AtLeastOnce).await;
+    let (mut second, ack) = connect_ok(&broker, connect_packet("cs-live", false, 30)).await;
+    assert!(!ack.session_present, "{ack:?}");
+    first.expect_closed().await;
+    let mut publisher = broker.client("cs-live-pub", true).await;
+    publisher
+        .publish("cs-live/t", QoS::AtLeastOnce, b"x", false, 1)
+        .await;
+    second.expect_nothing(Duration::from_millis(300)).await;
+}
