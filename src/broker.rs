@@ -11,10 +11,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::MqttConfig;
 use crate::message::Message;
-use crate::protocol::{QoS, SubscribeReturnCode};
+use crate::protocol::{ConnectReturnCode, QoS, SubscribeReturnCode};
 use crate::retained::RetainedStore;
 use crate::router::{Subscriber, SubscriptionTree};
-use crate::session::{Attachment, Offer, Queued, Session};
+use crate::session::{Attachment, Offer, QueueLimits, Queued, Session};
 use crate::storage::{Change, Storage, StorageError};
 use crate::topic::TopicFilter;
 
@@ -68,7 +68,7 @@ impl Broker {
         }
         let retained_count = snapshot.retained.len();
         for message in snapshot.retained.into_values() {
-            write(&broker.retained).set(message);
+            write(&broker.retained).set(message, usize::MAX);
         }
         let sessions = lock(&broker.sessions).len();
         if sessions + retained_count > 0 {
@@ -96,14 +96,21 @@ impl Broker {
     /// Attaches connection `connection_id` to the session of `client_id`: resumed when
     /// `clean_session` is false and one exists, otherwise new. A connection attached
     /// before is kicked off.
+    ///
+    /// Refused with the CONNACK return code to send when the broker holds
+    /// `max_sessions` sessions and this client id has none.
     pub fn attach(
         &self,
         client_id: &ByteString,
         clean_session: bool,
         connection_id: u64,
-    ) -> Attached {
+    ) -> Result<Attached, ConnectReturnCode> {
         let mut sessions = lock(&self.sessions);
         let existing = sessions.get(client_id).cloned();
+        if existing.is_none() && sessions.len() >= self.limits.max_sessions {
+            warn!(client = %client_id, "session limit reached, connection refused");
+            return Err(ConnectReturnCode::ServerUnavailable);
+        }
         if let Some(old) = &existing {
             if let Some(previous) = old.lock().attachment.take() {
                 info!(client = %client_id, "session taken over by a new connection");
@@ -134,11 +141,11 @@ impl Broker {
             connection_id,
             kick,
         });
-        Attached {
+        Ok(Attached {
             session,
             session_present,
             kicked,
-        }
+        })
     }
 
     /// Detaches connection `connection_id` from `session`, unless another connection
@@ -192,11 +199,12 @@ impl Broker {
             self.record(&[Change::RetainedCleared {
                 topic: message.topic.clone(),
             }]);
-        } else {
-            retained.set(message.clone());
+        } else if retained.set(message.clone(), self.limits.max_retained_messages) {
             self.record(&[Change::Retained {
                 message: message.clone(),
             }]);
+        } else {
+            warn!(topic = %message.topic, "retained message limit reached, message not retained");
         }
     }
 
@@ -205,7 +213,11 @@ impl Broker {
         let mut state = session.lock();
         let keep = state.persistent && message.qos != QoS::AtMostOnce;
         let stored = keep.then(|| message.clone());
-        match state.offer(message, self.limits.max_queued_messages) {
+        let limits = QueueLimits {
+            messages: self.limits.max_queued_messages,
+            bytes: self.limits.max_queued_bytes,
+        };
+        match state.offer(message, limits) {
             Offer::Queued(seq) => {
                 if let Some(message) = stored {
                     self.record(&[Change::Queued {
@@ -254,6 +266,14 @@ impl Broker {
             let qos = (*requested).min(self.limits.max_qos.0);
             let persistent = {
                 let mut state = session.lock();
+                if state.subscriptions.len() >= self.limits.max_subscriptions_per_client
+                    && !state.subscriptions.contains_key(&filter)
+                {
+                    drop(state);
+                    warn!(client = %session.client_id, filter = %raw, "subscription limit reached");
+                    codes.push(SubscribeReturnCode::Failure);
+                    continue;
+                }
                 state.subscriptions.insert(filter.clone(), qos);
                 write(&self.subscriptions).insert(
                     &filter,

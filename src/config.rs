@@ -137,6 +137,16 @@ pub struct MqttConfig {
     pub max_inflight_messages: Window,
     /// Messages waiting per session beyond the in-flight window; newer ones are dropped.
     pub max_queued_messages: usize,
+    /// Payload bytes waiting per session; newer messages are dropped beyond it.
+    pub max_queued_bytes: usize,
+    /// Subscriptions one session may hold; further filters are refused with 0x80.
+    pub max_subscriptions_per_client: usize,
+    /// Sessions the broker keeps, connected or not; a new client id beyond it is refused
+    /// with CONNACK 0x03 (server unavailable).
+    pub max_sessions: usize,
+    /// Topics with a retained message; a retained message for a new topic beyond it is
+    /// delivered but not retained.
+    pub max_retained_messages: usize,
     /// Highest QoS granted to a subscription.
     pub max_qos: MaxQos,
     /// Time a new connection has to send CONNECT.
@@ -151,6 +161,10 @@ impl Default for MqttConfig {
             max_connections: 100_000,
             max_inflight_messages: Window(20),
             max_queued_messages: 1000,
+            max_queued_bytes: 64 * 1024 * 1024,
+            max_subscriptions_per_client: 10_000,
+            max_sessions: 1_000_000,
+            max_retained_messages: 1_000_000,
             max_qos: MaxQos(QoS::ExactlyOnce),
             connect_timeout_secs: 10,
         }

@@ -105,13 +105,20 @@ where
         connect.client_id.clone()
     };
     let connection_id = cx.broker.next_connection_id();
+    let attached = cx
+        .broker
+        .attach(&client_id, connect.clean_session, connection_id);
     let Attached {
         session,
         session_present,
         mut kicked,
-    } = cx
-        .broker
-        .attach(&client_id, connect.clean_session, connection_id);
+    } = match attached {
+        Ok(attached) => attached,
+        Err(code) => {
+            refuse(&mut writer, code).await;
+            return;
+        }
+    };
     info!(
         %peer,
         client = %client_id,

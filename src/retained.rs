@@ -19,8 +19,13 @@ pub struct RetainedStore {
 }
 
 impl RetainedStore {
-    /// Stores `message` as the topic's retained message, replacing any before it.
-    pub fn set(&mut self, message: Message) {
+    /// Stores `message` as the topic's retained message, replacing any before it,
+    /// unless it is for a new topic and `max` topics already have one. Returns whether
+    /// it was stored.
+    pub fn set(&mut self, message: Message, max: usize) -> bool {
+        if self.count >= max && !self.contains(&message.topic) {
+            return false;
+        }
         let mut node = &mut self.root;
         for level in message.topic.levels() {
             node = node.children.entry(level.into()).or_default();
@@ -28,6 +33,18 @@ impl RetainedStore {
         if node.message.replace(message).is_none() {
             self.count += 1;
         }
+        true
+    }
+
+    fn contains(&self, topic: &TopicName) -> bool {
+        let mut node = &self.root;
+        for level in topic.levels() {
+            match node.children.get(level) {
+                Some(child) => node = child,
+                None => return false,
+            }
+        }
+        node.message.is_some()
     }
 
     /// Deletes the topic's retained message, if there is one.

@@ -63,12 +63,22 @@ pub struct SessionState {
     pub subscriptions: HashMap<TopicFilter, QoS>,
     /// Messages not yet sent, in delivery order.
     pending: VecDeque<Queued>,
+    /// Payload bytes in `pending`.
+    pending_bytes: usize,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in the order they were sent.
     inflight: VecDeque<InFlight>,
     /// QoS 2 packet ids received and acknowledged with PUBREC but not yet released.
     incoming_qos2: HashSet<u16>,
     last_pkid: u16,
     next_seq: u64,
+}
+
+/// How much a session's queue of unsent messages may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    pub messages: usize,
+    /// Payload bytes.
+    pub bytes: usize,
 }
 
 /// What happened to a message offered to a session.
@@ -126,25 +136,38 @@ impl SessionState {
         self.attachment.is_some()
     }
 
-    /// Queues `message` (already at its delivery QoS) unless the queue holds
-    /// `max_queued` messages. An offline session keeps only QoS 1 and 2.
-    pub fn offer(&mut self, message: Message, max_queued: usize) -> Offer {
+    /// Queues `message` (already at its delivery QoS) unless that would exceed the
+    /// queue's limits. An offline session keeps only QoS 1 and 2.
+    pub fn offer(&mut self, message: Message, limits: QueueLimits) -> Offer {
         if !self.is_connected() && message.qos == QoS::AtMostOnce {
             return Offer::NotKept;
         }
-        if self.pending.len() >= max_queued {
+        if self.pending.len() >= limits.messages
+            || self.pending_bytes + message.payload.len() > limits.bytes
+        {
             return Offer::QueueFull;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.pending.push_back(Queued { seq, message });
+        self.push(Queued { seq, message });
         Offer::Queued(seq)
     }
 
     /// Puts back a message loaded from storage, keeping its sequence number.
     pub fn restore(&mut self, queued: Queued) {
         self.next_seq = self.next_seq.max(queued.seq + 1);
+        self.push(queued);
+    }
+
+    fn push(&mut self, queued: Queued) {
+        self.pending_bytes += queued.message.payload.len();
         self.pending.push_back(queued);
+    }
+
+    fn pop(&mut self) -> Option<Queued> {
+        let queued = self.pending.pop_front()?;
+        self.pending_bytes -= queued.message.payload.len();
+        Some(queued)
     }
 
     pub fn queued_len(&self) -> usize {
@@ -175,7 +198,7 @@ impl SessionState {
             if needs_slot && self.inflight.len() >= window {
                 break;
             }
-            let Some(queued) = self.pending.pop_front() else {
+            let Some(queued) = self.pop() else {
                 break;
             };
             let stage = match queued.message.qos {

@@ -171,3 +171,83 @@ async fn half_a_packet_then_silence_is_cut_by_the_connect_timeout() {
     broker.client("fine", true).await;
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn an_offline_queue_keeps_at_most_max_queued_bytes() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_queued_bytes = 250).await;
+    let mut sub = broker.client("bytes", false).await;
+    sub.subscribe(1, "q", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+    let mut publisher = broker.client("bytes-producer", true).await;
+    for i in 0..4u8 {
+        publisher
+            .publish("q", QoS::AtLeastOnce, &[i; 100], false, u16::from(i) + 1)
+            .await;
+    }
+    let mut sub = broker.raw().await;
+    assert!(sub.connect("bytes", false).await.session_present);
+    for i in 0..2u8 {
+        let got = sub.expect_publish().await;
+        assert_eq!(&got.payload[..], &[i; 100]);
+        sub.send_packet(v4::PubAck::new(got.pkid)).await;
+    }
+    sub.expect_nothing(Duration::from_millis(300)).await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn subscriptions_beyond_the_limit_are_refused_with_0x80() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_subscriptions_per_client = 2).await;
+    let mut client = broker.client("many-subs", true).await;
+    let granted = v4::SubscribeReasonCode::Success(QoS::AtMostOnce);
+    assert_eq!(client.subscribe(1, "a", QoS::AtMostOnce).await, [granted]);
+    assert_eq!(client.subscribe(2, "b", QoS::AtMostOnce).await, [granted]);
+    assert_eq!(
+        client.subscribe(3, "c", QoS::AtMostOnce).await,
+        [v4::SubscribeReasonCode::Failure]
+    );
+    // Replacing an existing subscription is not a new one.
+    assert_eq!(client.subscribe(4, "a", QoS::AtMostOnce).await, [granted]);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_client_id_beyond_max_sessions_gets_server_unavailable() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_sessions = 1).await;
+    broker.client("kept", false).await.disconnect().await;
+    let mut refused = broker.raw().await;
+    let ack = refused.connect("newcomer", true).await;
+    assert_eq!(ack.code, v4::ConnectReturnCode::ServiceUnavailable);
+    refused.expect_closed().await;
+    // The session that exists can still be resumed.
+    let mut back = broker.raw().await;
+    assert!(back.connect("kept", false).await.session_present);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn retained_messages_beyond_the_limit_are_delivered_but_not_retained() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_retained_messages = 1).await;
+    let mut watcher = broker.client("watcher", true).await;
+    watcher.subscribe(1, "r/#", QoS::AtMostOnce).await;
+    let mut publisher = broker.client("retainer", true).await;
+    publisher
+        .publish("r/1", QoS::AtMostOnce, b"one", true, 0)
+        .await;
+    publisher
+        .publish("r/2", QoS::AtMostOnce, b"two", true, 0)
+        .await;
+    // Replacing the retained message of a known topic is still allowed.
+    publisher
+        .publish("r/1", QoS::AtMostOnce, b"uno", true, 0)
+        .await;
+    for want in [&b"one"[..], b"two", b"uno"] {
+        assert_eq!(&watcher.expect_publish().await.payload[..], want);
+    }
+    let mut late = broker.client("late", true).await;
+    late.subscribe(1, "r/#", QoS::AtMostOnce).await;
+    let got = late.expect_publish().await;
+    assert_eq!((got.topic.as_str(), &got.payload[..]), ("r/1", &b"uno"[..]));
+    late.expect_nothing(Duration::from_millis(300)).await;
+    broker.stop().await;
+}
