@@ -103,3 +103,113 @@ fn remove_at(node: &mut Node, levels: &[&str], client_id: &str) -> bool {
     }
     removed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use crate::retained::RetainedStore;
+
+    const FILTERS: &[&str] = &[
+        "#", "+", "a", "a/#", "a/+", "a/b", "a/b/c", "+/b", "+/+", "+/#", "/+", "/#", "a//b",
+        "a/+/c", "$SYS/#", "$SYS/+", "+/SYS", "a/b/#", "b/#",
+    ];
+    const TOPICS: &[&str] = &[
+        "a", "a/b", "a/b/c", "a/c", "b", "b/b", "/", "/a", "a//b", "a/x/c", "$SYS/x", "$SYS",
+        "x/SYS", "a/b/c/d",
+    ];
+
+    fn filter(s: &str) -> TopicFilter {
+        TopicFilter::new(ByteString::from(s)).unwrap()
+    }
+
+    fn topic(s: &str) -> TopicName {
+        TopicName::new(ByteString::from(s)).unwrap()
+    }
+
+    /// The trie agrees with matching each filter on its own, for every pair.
+    #[test]
+    fn trie_matches_like_the_filter_rules() {
+        let mut tree = SubscriptionTree::default();
+        for (i, f) in FILTERS.iter().enumerate() {
+            let session = Arc::new(Session::new(ByteString::from(format!("c{i}")), false));
+            tree.insert(
+                &filter(f),
+                Subscriber {
+                    session,
+                    qos: QoS::AtMostOnce,
+                },
+            );
+        }
+        for t in TOPICS {
+            let mut got: Vec<String> = tree
+                .matches(&topic(t))
+                .into_iter()
+                .map(|s| s.session.client_id.to_string())
+                .collect();
+            got.sort();
+            let mut want: Vec<String> = FILTERS
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| filter(f).matches(&topic(t)))
+                .map(|(i, _)| format!("c{i}"))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "topic {t}");
+        }
+    }
+
+    /// The retained tree finds, for every filter, exactly the topics the rules match.
+    #[test]
+    fn retained_lookup_matches_like_the_filter_rules() {
+        let mut store = RetainedStore::default();
+        for t in TOPICS {
+            let message = Message {
+                topic: topic(t),
+                payload: bytes::Bytes::from_static(b"x"),
+                qos: QoS::AtMostOnce,
+                retain: true,
+            };
+            assert!(store.set(message, usize::MAX));
+        }
+        for f in FILTERS {
+            let mut got: Vec<String> = store
+                .matching(&filter(f))
+                .into_iter()
+                .map(|m| m.topic.to_string())
+                .collect();
+            got.sort();
+            let mut want: Vec<String> = TOPICS
+                .iter()
+                .filter(|t| filter(f).matches(&topic(t)))
+                .map(|t| t.to_string())
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "filter {f}");
+        }
+    }
+
+    #[test]
+    fn removing_prunes_and_keeps_others() {
+        let mut tree = SubscriptionTree::default();
+        let one = Arc::new(Session::new(ByteString::from("one"), false));
+        let two = Arc::new(Session::new(ByteString::from("two"), false));
+        for session in [&one, &two] {
+            let session = session.clone();
+            tree.insert(
+                &filter("a/+/c"),
+                Subscriber {
+                    session,
+                    qos: QoS::AtLeastOnce,
+                },
+            );
+        }
+        assert!(tree.remove(&filter("a/+/c"), "one"));
+        assert!(!tree.remove(&filter("a/+/c"), "one"));
+        let left = tree.matches(&topic("a/b/c"));
+        assert_eq!(left.len(), 1);
+        assert_eq!(&*left[0].session.client_id, "two");
+        assert!(tree.remove(&filter("a/+/c"), "two"));
+        assert!(tree.root.is_empty());
+    }
+}
