@@ -19,6 +19,7 @@ struct Client {
     /// The session-present flag of the CONNACK.
     session_present: bool,
     publishes: mpsc::UnboundedReceiver<Publish>,
+    subacks: mpsc::UnboundedReceiver<()>,
     events: JoinHandle<()>,
 }
 
@@ -34,7 +35,8 @@ impl Client {
         let (client, event_loop) = AsyncClient::new(options, 100);
         let (acks, mut connacks) = mpsc::unbounded_channel();
         let (deliveries, publishes) = mpsc::unbounded_channel();
-        let events = tokio::spawn(pump(event_loop, acks, deliveries));
+        let (subscribed, subacks) = mpsc::unbounded_channel();
+        let events = tokio::spawn(pump(event_loop, acks, deliveries, subscribed));
         let session_present = timeout(WAIT, connacks.recv())
             .await
             .expect("CONNACK in time")
@@ -43,8 +45,18 @@ impl Client {
             client,
             session_present,
             publishes,
+            subacks,
             events,
         }
+    }
+
+    /// Subscribes and waits for the SUBACK.
+    async fn subscribe(&mut self, filter: &str, qos: QoS) {
+        self.client.subscribe(filter, qos).await.unwrap();
+        timeout(WAIT, self.subacks.recv())
+            .await
+            .expect("SUBACK in time")
+            .expect("event loop running");
     }
 
     async fn next(&mut self) -> Publish {
@@ -64,11 +76,15 @@ async fn pump(
     mut event_loop: EventLoop,
     acks: mpsc::UnboundedSender<bool>,
     deliveries: mpsc::UnboundedSender<Publish>,
+    subscribed: mpsc::UnboundedSender<()>,
 ) {
     loop {
         match event_loop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 let _ = acks.send(ack.session_present);
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                let _ = subscribed.send(());
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let _ = deliveries.send(publish);
@@ -83,14 +99,8 @@ async fn pump(
 async fn rumqttc_clients_exchange_messages_at_every_qos() {
     let broker = TestBroker::start().await;
     let mut subscriber = Client::connect(&broker, "rumqttc-sub", |_| {}).await;
-    subscriber
-        .client
-        .subscribe("sensors/#", QoS::ExactlyOnce)
-        .await
-        .unwrap();
+    subscriber.subscribe("sensors/#", QoS::ExactlyOnce).await;
     let publisher = Client::connect(&broker, "rumqttc-pub", |_| {}).await;
-    // Give the SUBSCRIBE time to be acknowledged before publishing.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let binary: Vec<u8> = (0..=255).collect();
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
         let topic = format!("sensors/qos{}", qos as u8);
@@ -114,14 +124,9 @@ async fn rumqttc_persistent_session_gets_what_was_published_while_offline() {
     let persistent = |o: &mut MqttOptions| {
         o.set_clean_session(false);
     };
-    let subscriber = Client::connect(&broker, "offline-sub", persistent).await;
+    let mut subscriber = Client::connect(&broker, "offline-sub", persistent).await;
     assert!(!subscriber.session_present);
-    subscriber
-        .client
-        .subscribe("jobs/+", QoS::ExactlyOnce)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    subscriber.subscribe("jobs/+", QoS::ExactlyOnce).await;
     subscriber.client.disconnect().await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -160,12 +165,7 @@ async fn rumqttc_persistent_session_gets_what_was_published_while_offline() {
 async fn rumqttc_will_is_published_when_a_client_vanishes() {
     let broker = TestBroker::start().await;
     let mut watcher = Client::connect(&broker, "watcher", |_| {}).await;
-    watcher
-        .client
-        .subscribe("status/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    watcher.subscribe("status/#", QoS::AtLeastOnce).await;
     let doomed = Client::connect(&broker, "doomed", |o| {
         o.set_last_will(LastWill::new(
             "status/doomed",
@@ -268,11 +268,7 @@ async fn mosquitto_retained_message_reaches_a_later_subscriber_and_rumqttc() {
     assert_eq!(run_tool(sub).await.trim_end(), "retained/t kept 1");
 
     let mut reader = Client::connect(&broker, "rumqttc-reader", |_| {}).await;
-    reader
-        .client
-        .subscribe("retained/t", QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    reader.subscribe("retained/t", QoS::AtLeastOnce).await;
     let got = reader.next().await;
     assert!(got.retain);
     assert_eq!(&got.payload[..], b"kept");
