@@ -160,3 +160,19 @@ fn tune(stream: &TcpStream) {
         warn!("cannot set TCP_NODELAY: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nagle_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap());
+        tune(&accepted);
+        assert!(accepted.nodelay().unwrap());
+    }
+}
