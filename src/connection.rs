@@ -134,6 +134,7 @@ where
         output: BytesMut::with_capacity(4096),
         window: cx.broker.limits.max_inflight_messages.0,
         more_to_send: true,
+        connection_id,
     };
     encode(
         &Packet::ConnAck(ConnAck {
@@ -271,6 +272,8 @@ struct Link {
     window: usize,
     /// The session may have messages waiting to be sent.
     more_to_send: bool,
+    /// This connection's id, to tell whether the session is still attached to it.
+    connection_id: u64,
 }
 
 impl Link {
@@ -278,9 +281,13 @@ impl Link {
     /// window allow.
     fn fill_output(&mut self) {
         if self.more_to_send && self.output.len() < HIGH_WATER {
-            self.session
-                .lock()
-                .drain(self.window, &mut self.output, HIGH_WATER);
+            let mut state = self.session.lock();
+            // Once another connection has taken the session over, messages put in flight
+            // here would never be sent: the new connection has already resent what was in
+            // flight when it attached, and sends everything queued after it.
+            if state.attachment.as_ref().map(|a| a.connection_id) == Some(self.connection_id) {
+                state.drain(self.window, &mut self.output, HIGH_WATER);
+            }
             // Anything left waits for room: an acknowledgement or a write sets this again.
             self.more_to_send = self.output.len() >= HIGH_WATER;
         }
