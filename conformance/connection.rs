@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{connect_packet, Encode, RawClient, TestBroker};
+use common::{connect_packet, expect_message, field, frame, Encode, RawClient, TestBroker};
 use mqttbytes::v4::{self, ConnectReturnCode};
 use mqttbytes::QoS;
 
@@ -23,32 +23,6 @@ fn encoded(packet: impl Encode) -> Vec<u8> {
     let mut buf = BytesMut::new();
     packet.encode(&mut buf);
     buf.to_vec()
-}
-
-/// A packet with first byte `first` (type and flags) around `body`.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A length-prefixed string or binary field.
-fn field(bytes: &[u8]) -> Vec<u8> {
-    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
-    out
 }
 
 /// CONNECT flag bits.
@@ -134,17 +108,6 @@ async fn disconnect_and_wait(client: &mut RawClient) {
 async fn drop_and_wait(client: &mut RawClient) {
     client.close_write().await;
     client.expect_closed().await;
-}
-
-/// The next packet must be a PUBLISH to `topic` with `payload`.
-async fn expect_message(client: &mut RawClient, topic: &str, payload: &[u8]) -> v4::Publish {
-    let publish = client.expect_publish().await;
-    assert_eq!(
-        (publish.topic.as_str(), &publish.payload[..]),
-        (topic, payload),
-        "{publish:?}"
-    );
-    publish
 }
 
 async fn ping(client: &mut RawClient) {

@@ -11,7 +11,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use common::{RawClient, TestBroker};
+use common::{expect_message, field, frame, RawClient, TestBroker};
 use mqttbytes::v4::{self, Packet, SubscribeFilter, SubscribeReasonCode};
 use mqttbytes::QoS;
 
@@ -24,35 +24,9 @@ fn granted(qos: QoS) -> SubscribeReasonCode {
 
 const FAILURE: SubscribeReasonCode = SubscribeReasonCode::Failure;
 
-/// A whole packet from its first byte and body, the remaining length encoded between.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A length-prefixed MQTT string of arbitrary bytes.
-fn string(bytes: &[u8]) -> Vec<u8> {
-    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
-    out
-}
-
 /// A PUBLISH built byte by byte: `flags` is the low nibble of the first byte.
 fn raw_publish(flags: u8, topic: &[u8], pkid: Option<u16>, payload: &[u8]) -> Vec<u8> {
-    let mut body = string(topic);
+    let mut body = field(topic);
     if let Some(pkid) = pkid {
         body.extend_from_slice(&pkid.to_be_bytes());
     }
@@ -64,7 +38,7 @@ fn raw_publish(flags: u8, topic: &[u8], pkid: Option<u16>, payload: &[u8]) -> Ve
 fn raw_subscribe(first: u8, pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
     let mut body = pkid.to_be_bytes().to_vec();
     for (filter, options) in filters {
-        body.extend(string(filter.as_bytes()));
+        body.extend(field(filter.as_bytes()));
         body.push(*options);
     }
     frame(first, &body)
@@ -163,14 +137,6 @@ async fn expect_pubcomp(client: &mut RawClient, pkid: u16) {
         Some(Packet::PubComp(comp)) => assert_eq!(comp.pkid, pkid, "PUBCOMP packet id"),
         other => panic!("expected PUBCOMP {pkid}, got {other:?}"),
     }
-}
-
-/// The next PUBLISH, which must carry `topic` and `payload`.
-async fn expect_message(client: &mut RawClient, topic: &str, payload: &[u8]) -> v4::Publish {
-    let publish = client.expect_publish().await;
-    assert_eq!(publish.topic, topic, "{publish:?}");
-    assert_eq!(&publish.payload[..], payload, "{publish:?}");
-    publish
 }
 
 /// The next `n` PUBLISHes keyed by payload (which must differ), for messages whose
@@ -1356,7 +1322,7 @@ async fn resume_or_new(broker: &TestBroker, client_id: &str) -> RawClient {
 #[tokio::test]
 async fn unsubscribe_with_wrong_flags_closes_the_connection() {
     let broker = TestBroker::start().await;
-    let body = [&[0x00, 0x09][..], &string(b"u")].concat();
+    let body = [&[0x00, 0x09][..], &field(b"u")].concat();
     for (i, first) in [0xa0u8, 0xa1, 0xa3, 0xaa].into_iter().enumerate() {
         let mut client = broker.client(&format!("c{i}"), true).await;
         client.subscribe(1, "u", QoS::AtMostOnce).await;
@@ -2066,4 +2032,30 @@ async fn takeover_while_streaming_loses_nothing() {
         drop(first);
         broker.stop().await;
     }
+}
+
+/// MQTT-4.7.3-3: topic names and filters are length-prefixed strings of up to 65535
+/// bytes; the broker accepts a filter and a topic name of exactly that length and
+/// delivers the message with the whole topic intact.
+#[tokio::test]
+async fn topics_of_the_maximum_length_work() {
+    let broker = TestBroker::start().await;
+    let topic = format!("long/{}", "x".repeat(65535 - 5));
+    let filter = format!("{}/#", &topic[..65533]);
+    let mut sub = broker.client("long-sub", true).await;
+    assert_eq!(
+        sub.subscribe(1, &topic, QoS::AtMostOnce).await,
+        [granted(QoS::AtMostOnce)]
+    );
+    assert_eq!(
+        sub.subscribe(2, &filter, QoS::AtMostOnce).await,
+        [granted(QoS::AtMostOnce)]
+    );
+    let mut publisher = broker.client("long-pub", true).await;
+    publisher
+        .publish(&topic, QoS::AtMostOnce, b"far", false, 0)
+        .await;
+    let got = expect_message(&mut sub, &topic, b"far").await;
+    assert_eq!(got.topic.len(), 65535);
+    broker.stop().await;
 }

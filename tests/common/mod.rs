@@ -323,3 +323,38 @@ pub fn connect_packet(client_id: &str, clean_session: bool, keep_alive: u16) -> 
     connect
 }
 pub mod tools;
+
+/// A whole packet from its first byte (type and flags) and body, the remaining length
+/// encoded between, for malformed input no client library would send.
+pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// A length-prefixed string or binary field of arbitrary bytes.
+pub fn field(bytes: &[u8]) -> Vec<u8> {
+    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The next PUBLISH, which must carry `topic` and `payload`.
+pub async fn expect_message(client: &mut RawClient, topic: &str, payload: &[u8]) -> v4::Publish {
+    let publish = client.expect_publish().await;
+    assert_eq!(publish.topic, topic, "{publish:?}");
+    assert_eq!(&publish.payload[..], payload, "{publish:?}");
+    publish
+}
