@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::sync::{oneshot, watch};
+use tokio::time::{sleep, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
@@ -68,37 +68,10 @@ where
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut input = BytesMut::with_capacity(4096);
     let max_packet_size = cx.broker.limits.max_packet_size.0;
-    let connect_timeout = Duration::from_secs(cx.broker.limits.connect_timeout_secs);
-    let first = tokio::select! {
-        first = timeout(connect_timeout, read_packet(&mut reader, &mut input, max_packet_size)) => first,
-        _ = cx.shutdown.changed() => return,
-    };
-    let connect = match first {
-        Err(_) => {
-            info!(%peer, "no CONNECT within {}s, closing", connect_timeout.as_secs());
-            return;
-        }
-        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
-        Ok(Ok(Some(other))) => {
-            warn!(%peer, "first packet was {}, not CONNECT, closing", other.name());
-            return;
-        }
-        Ok(Ok(None)) => return,
-        Ok(Err(ReadError::Decode(DecodeError::UnsupportedProtocolLevel(level)))) => {
-            warn!(%peer, "refusing unsupported protocol level {level}");
-            refuse(&mut writer, ConnectReturnCode::UnacceptableProtocolVersion).await;
-            return;
-        }
-        Ok(Err(e)) => {
-            warn!(%peer, "closing before CONNECT was read: {e}");
-            return;
-        }
-    };
-    if let Err(code) = check_connect(&connect, &cx) {
-        warn!(%peer, client = %connect.client_id, "connection refused: {code:?}");
-        refuse(&mut writer, code).await;
+    let Some(connect) = read_connect(&mut reader, &mut writer, &mut input, peer, &mut cx).await
+    else {
         return;
-    }
+    };
     let client_id = if connect.client_id.is_empty() {
         format!("auto-{}", uuid_like(cx.broker.next_connection_id())).into()
     } else {
@@ -111,7 +84,7 @@ where
     let Attached {
         session,
         session_present,
-        mut kicked,
+        kicked,
     } = match attached {
         Ok(attached) => attached,
         Err(code) => {
@@ -133,6 +106,7 @@ where
         will: connect.will,
         output: BytesMut::with_capacity(4096),
         window: cx.broker.limits.max_inflight_messages.0,
+        max_packet_size,
         more_to_send: true,
         connection_id,
     };
@@ -144,40 +118,19 @@ where
         &mut link.output,
     );
     session.lock().resend_inflight(&mut link.output);
-
     let keep_alive = (connect.keep_alive > 0)
         .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
-    let mut deadline = keep_alive.map(|k| Instant::now() + k);
     // Packets the client sent right behind CONNECT are already in the buffer.
-    let close = match link.take_packets(&mut input, max_packet_size) {
+    let close = match link.take_packets(&mut input) {
         Err(close) => close,
-        Ok(_) => loop {
-            link.fill_output();
-            tokio::select! {
-                biased;
-                _ = &mut kicked => break Close::TakenOver,
-                _ = cx.shutdown.changed() => break Close::Shutdown,
-                written = writer.write(&link.output), if !link.output.is_empty() => match written {
-                    Ok(0) => break Close::PeerClosed,
-                    Ok(n) => link.output.advance(n),
-                    Err(e) => break Close::Io(e),
-                },
-                read = reader.read_buf(&mut input), if link.output.len() < HIGH_WATER => match read {
-                    Ok(0) => break Close::PeerClosed,
-                    Ok(_) => match link.take_packets(&mut input, max_packet_size) {
-                        Ok(0) => {}
-                        // Keep alive counts whole control packets, not stray bytes.
-                        Ok(_) => deadline = keep_alive.map(|k| Instant::now() + k),
-                        Err(close) => break close,
-                    },
-                    Err(e) => break Close::Io(e),
-                },
-                _ = session.woken() => link.more_to_send = true,
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    break Close::KeepAliveExpired;
-                }
-            }
-        },
+        Ok(_) => {
+            let stream = Stream {
+                reader: &mut reader,
+                writer: &mut writer,
+                input: &mut input,
+            };
+            link.run(stream, keep_alive, kicked, &mut cx.shutdown).await
+        }
     };
     match &close {
         Close::Disconnect | Close::PeerClosed | Close::Shutdown | Close::TakenOver => {
@@ -200,6 +153,54 @@ where
     }
     cx.broker.detach(&session, connection_id);
     let _ = writer.shutdown().await;
+}
+
+/// Waits for the CONNECT and checks it. Refusals that have a return code are answered
+/// with a CONNACK; everything else closes without one. `None`: the connection is done.
+async fn read_connect<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    input: &mut BytesMut,
+    peer: SocketAddr,
+    cx: &mut Context,
+) -> Option<Connect>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let max_packet_size = cx.broker.limits.max_packet_size.0;
+    let connect_timeout = Duration::from_secs(cx.broker.limits.connect_timeout_secs);
+    let first = tokio::select! {
+        first = timeout(connect_timeout, read_packet(reader, input, max_packet_size)) => first,
+        _ = cx.shutdown.changed() => return None,
+    };
+    let connect = match first {
+        Err(_) => {
+            info!(%peer, "no CONNECT within {}s, closing", connect_timeout.as_secs());
+            return None;
+        }
+        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        Ok(Ok(Some(other))) => {
+            warn!(%peer, "first packet was {}, not CONNECT, closing", other.name());
+            return None;
+        }
+        Ok(Ok(None)) => return None,
+        Ok(Err(ReadError::Decode(DecodeError::UnsupportedProtocolLevel(level)))) => {
+            warn!(%peer, "refusing unsupported protocol level {level}");
+            refuse(writer, ConnectReturnCode::UnacceptableProtocolVersion).await;
+            return None;
+        }
+        Ok(Err(e)) => {
+            warn!(%peer, "closing before CONNECT was read: {e}");
+            return None;
+        }
+    };
+    if let Err(code) = check_connect(&connect, cx) {
+        warn!(%peer, client = %connect.client_id, "connection refused: {code:?}");
+        refuse(writer, code).await;
+        return None;
+    }
+    Some(connect)
 }
 
 /// A short unique suffix for generated client ids.
@@ -263,6 +264,13 @@ async fn read_packet<R: AsyncRead + Unpin>(
     }
 }
 
+/// The byte stream of an established connection, with its receive buffer.
+struct Stream<'a, R, W> {
+    reader: &'a mut R,
+    writer: &'a mut W,
+    input: &'a mut BytesMut,
+}
+
 /// The protocol side of an established connection.
 struct Link {
     broker: Arc<Broker>,
@@ -270,6 +278,7 @@ struct Link {
     will: Option<LastWill>,
     output: BytesMut,
     window: usize,
+    max_packet_size: usize,
     /// The session may have messages waiting to be sent.
     more_to_send: bool,
     /// This connection's id, to tell whether the session is still attached to it.
@@ -277,6 +286,58 @@ struct Link {
 }
 
 impl Link {
+    /// Reads, handles and writes until the connection ends; returns why it ended.
+    async fn run<R, W>(
+        &mut self,
+        stream: Stream<'_, R, W>,
+        keep_alive: Option<Duration>,
+        mut kicked: oneshot::Receiver<()>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Close
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let Stream {
+            reader,
+            writer,
+            input,
+        } = stream;
+        // Without keep alive its branch is disabled and the timer never polled.
+        let expiry = sleep(keep_alive.unwrap_or_default());
+        tokio::pin!(expiry);
+        let session = self.session.clone();
+        loop {
+            self.fill_output();
+            tokio::select! {
+                biased;
+                _ = &mut kicked => return Close::TakenOver,
+                _ = shutdown.changed() => return Close::Shutdown,
+                written = writer.write(&self.output), if !self.output.is_empty() => match written {
+                    Ok(0) => return Close::PeerClosed,
+                    Ok(n) => self.output.advance(n),
+                    Err(e) => return Close::Io(e),
+                },
+                read = reader.read_buf(input), if self.output.len() < HIGH_WATER => match read {
+                    Ok(0) => return Close::PeerClosed,
+                    Ok(_) => match self.take_packets(input) {
+                        Ok(0) => {}
+                        // Keep alive counts whole control packets, not stray bytes.
+                        Ok(_) => {
+                            if let Some(keep_alive) = keep_alive {
+                                expiry.as_mut().reset(Instant::now() + keep_alive);
+                            }
+                        }
+                        Err(close) => return close,
+                    },
+                    Err(e) => return Close::Io(e),
+                },
+                _ = session.woken() => self.more_to_send = true,
+                _ = &mut expiry, if keep_alive.is_some() => return Close::KeepAliveExpired,
+            }
+        }
+    }
+
     /// Moves waiting deliveries into the output buffer, as far as it and the in-flight
     /// window allow.
     fn fill_output(&mut self) {
@@ -294,14 +355,10 @@ impl Link {
     }
 
     /// Handles every complete packet in `input`; returns how many there were.
-    fn take_packets(
-        &mut self,
-        input: &mut BytesMut,
-        max_packet_size: usize,
-    ) -> Result<usize, Close> {
+    fn take_packets(&mut self, input: &mut BytesMut) -> Result<usize, Close> {
         let mut handled = 0;
         loop {
-            match decode(input, max_packet_size) {
+            match decode(input, self.max_packet_size) {
                 Ok(Some(packet)) => self.handle(packet)?,
                 Ok(None) => return Ok(handled),
                 Err(e) => return Err(Close::Protocol(e.to_string())),
