@@ -1,8 +1,9 @@
 //! The state shared by every connection: sessions, subscriptions, retained messages.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use bytestring::ByteString;
@@ -10,13 +11,14 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use crate::config::MqttConfig;
+use crate::locks::{lock, read, write};
 use crate::message::Message;
 use crate::protocol::{ConnectReturnCode, QoS, SubscribeReturnCode};
 use crate::retained::RetainedStore;
 use crate::router::{Subscriber, SubscriptionTree};
 use crate::session::{Attachment, Offer, QueueLimits, Queued, Session};
 use crate::storage::{Change, Storage, StorageError};
-use crate::topic::TopicFilter;
+use crate::topic::{level_count, TopicFilter};
 
 pub struct Broker {
     pub limits: MqttConfig,
@@ -164,9 +166,11 @@ impl Broker {
         }
     }
 
-    /// Removes everything of a session that is ending.
+    /// Removes everything of a session that is ending. A connection still holding it
+    /// (one that was just taken over) can no longer change it: see `SessionState::closed`.
     fn discard(&self, session: &Arc<Session>) {
         let mut state = session.lock();
+        state.closed = true;
         let mut tree = write(&self.subscriptions);
         for filter in state.subscriptions.keys() {
             tree.remove(filter, &session.client_id);
@@ -179,16 +183,24 @@ impl Broker {
         }
     }
 
+    /// Whether `topic` is within the configured depth; deeper topics are refused.
+    pub fn topic_depth_allowed(&self, topic: &str) -> bool {
+        level_count(topic) <= self.limits.max_topic_levels.0
+    }
+
     /// Routes `message` to every matching subscription and updates the retained store.
     pub fn publish(&self, message: Message) {
         if message.retain {
             self.retain(&message);
         }
+        // Offline sessions may keep a message for long: they get one exact-size copy,
+        // not a slice pinning the publisher's receive buffer.
+        let kept = OnceCell::new();
         let subscribers = read(&self.subscriptions).matches(&message.topic);
         for subscriber in subscribers {
             // Live deliveries never carry the retain flag (MQTT-3.3.1-9).
             let qos = message.qos.min(subscriber.qos);
-            self.deliver(&subscriber.session, message.for_delivery(qos, false));
+            self.deliver(&subscriber.session, &message, &kept, qos, false);
         }
     }
 
@@ -199,20 +211,38 @@ impl Broker {
             self.record(&[Change::RetainedCleared {
                 topic: message.topic.clone(),
             }]);
-        } else if retained.set(message.clone(), self.limits.max_retained_messages) {
-            self.record(&[Change::Retained {
-                message: message.clone(),
-            }]);
+            return;
+        }
+        let message = message.detached();
+        if retained.set(message.clone(), self.limits.max_retained_messages) {
+            self.record(&[Change::Retained { message }]);
         } else {
             warn!(topic = %message.topic, "retained message limit reached, message not retained");
         }
     }
 
-    /// Offers `message` to one session's queue and wakes its connection.
-    fn deliver(&self, session: &Session, message: Message) {
+    /// Offers `message` at `qos` to one session's queue and wakes its connection.
+    /// `detached` holds (or receives) the exact-size copy for offline sessions. False
+    /// when the queue is full.
+    fn deliver(
+        &self,
+        session: &Session,
+        message: &Message,
+        detached: &OnceCell<Message>,
+        qos: QoS,
+        retain: bool,
+    ) -> bool {
         let mut state = session.lock();
-        let keep = state.persistent && message.qos != QoS::AtMostOnce;
-        let stored = keep.then(|| message.clone());
+        if state.closed {
+            return true;
+        }
+        let source = if state.is_connected() {
+            message
+        } else {
+            detached.get_or_init(|| message.detached())
+        };
+        let message = source.for_delivery(qos, retain);
+        let stored = (state.persistent && qos != QoS::AtMostOnce).then(|| message.clone());
         let limits = QueueLimits {
             messages: self.limits.max_queued_messages,
             bytes: self.limits.max_queued_bytes,
@@ -228,17 +258,20 @@ impl Broker {
                 }
                 drop(state);
                 session.wake();
+                true
             }
             Offer::QueueFull => {
-                debug!(client = %session.client_id, "queue full, message dropped")
+                debug!(client = %session.client_id, "queue full, message dropped");
+                false
             }
-            Offer::NotKept => {}
+            Offer::NotKept => true,
         }
     }
 
     /// The queued message `seq` of `session` was acknowledged: forget it.
     pub fn delivered(&self, session: &Session, seq: u64) {
-        if session.lock().persistent {
+        let state = session.lock();
+        if state.persistent && !state.closed {
             self.record(&[Change::Delivered {
                 client_id: session.client_id.clone(),
                 seq,
@@ -253,52 +286,78 @@ impl Broker {
         session: &Arc<Session>,
         filters: &[(ByteString, QoS)],
     ) -> Vec<SubscribeReturnCode> {
-        let mut codes = Vec::with_capacity(filters.len());
-        for (raw, requested) in filters {
-            let filter = match TopicFilter::new(raw.clone()) {
-                Ok(filter) => filter,
-                Err(e) => {
-                    warn!(client = %session.client_id, filter = %raw, "subscription refused: {e}");
-                    codes.push(SubscribeReturnCode::Failure);
-                    continue;
+        filters
+            .iter()
+            .enumerate()
+            .map(|(i, (raw, requested))| {
+                // A filter repeated later in the same packet replaces this subscription
+                // at once, so its retained messages are sent only for the last one.
+                let superseded = filters[i + 1..].iter().any(|(later, _)| later == raw);
+                match self.subscribe_one(session, raw, *requested, !superseded) {
+                    Ok(qos) => SubscribeReturnCode::Granted(qos),
+                    Err(why) => {
+                        warn!(client = %session.client_id, filter = %raw, "subscription refused: {why}");
+                        SubscribeReturnCode::Failure
+                    }
                 }
+            })
+            .collect()
+    }
+
+    /// One filter of a SUBSCRIBE: the granted QoS, or why it is refused.
+    fn subscribe_one(
+        &self,
+        session: &Arc<Session>,
+        raw: &ByteString,
+        requested: QoS,
+        send_retained: bool,
+    ) -> Result<QoS, String> {
+        if !self.topic_depth_allowed(raw) {
+            return Err(format!(
+                "more than max_topic_levels ({}) levels",
+                self.limits.max_topic_levels.0
+            ));
+        }
+        // Kept for the session's lifetime: an exact-size copy, not a slice of the packet.
+        let filter = TopicFilter::new(ByteString::from(&**raw)).map_err(|e| e.to_string())?;
+        let qos = requested.min(self.limits.max_qos.0);
+        {
+            let mut state = session.lock();
+            if state.closed {
+                return Err("the session was taken over".into());
+            }
+            if state.subscriptions.len() >= self.limits.max_subscriptions_per_client
+                && !state.subscriptions.contains_key(&filter)
+            {
+                return Err("subscription limit reached".into());
+            }
+            state.subscriptions.insert(filter.clone(), qos);
+            let subscriber = Subscriber {
+                session: session.clone(),
+                qos,
             };
-            let qos = (*requested).min(self.limits.max_qos.0);
-            let persistent = {
-                let mut state = session.lock();
-                if state.subscriptions.len() >= self.limits.max_subscriptions_per_client
-                    && !state.subscriptions.contains_key(&filter)
-                {
-                    drop(state);
-                    warn!(client = %session.client_id, filter = %raw, "subscription limit reached");
-                    codes.push(SubscribeReturnCode::Failure);
-                    continue;
-                }
-                state.subscriptions.insert(filter.clone(), qos);
-                write(&self.subscriptions).insert(
-                    &filter,
-                    Subscriber {
-                        session: session.clone(),
-                        qos,
-                    },
-                );
-                state.persistent
-            };
-            if persistent {
+            write(&self.subscriptions).insert(&filter, subscriber);
+            if state.persistent {
                 self.record(&[Change::Subscribed {
                     client_id: session.client_id.clone(),
                     filter: filter.clone(),
                     qos,
                 }]);
             }
-            let retained = read(&self.retained).matching(&filter);
-            for message in retained {
-                let delivery_qos = message.qos.min(qos);
-                self.deliver(session, message.for_delivery(delivery_qos, true));
-            }
-            codes.push(SubscribeReturnCode::Granted(qos));
         }
-        codes
+        if send_retained {
+            // No more than the queue can take.
+            let retained = read(&self.retained).matching(&filter, self.limits.max_queued_messages);
+            let none = OnceCell::new();
+            for message in &retained {
+                let delivery_qos = message.qos.min(qos);
+                // Retained messages are exact-size copies already.
+                if !self.deliver(session, message, &none, delivery_qos, true) {
+                    break;
+                }
+            }
+        }
+        Ok(qos)
     }
 
     /// Removes the session's subscriptions to exactly these filters.
@@ -308,7 +367,7 @@ impl Broker {
                 continue;
             };
             let mut state = session.lock();
-            if state.subscriptions.remove(&filter).is_none() {
+            if state.closed || state.subscriptions.remove(&filter).is_none() {
                 continue;
             }
             write(&self.subscriptions).remove(&filter, &session.client_id);
@@ -320,18 +379,4 @@ impl Broker {
             }
         }
     }
-}
-
-/// Lock helpers that take over a poisoned lock: the data behind each stays consistent
-/// between statements, so a panic elsewhere leaves nothing half-done.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }

@@ -132,7 +132,7 @@ pub struct MqttConfig {
     /// Largest packet accepted, in bytes, fixed header included.
     pub max_packet_size: PacketSize,
     /// Connections beyond this are closed as soon as they are accepted.
-    pub max_connections: usize,
+    pub max_connections: Connections,
     /// QoS 1/2 messages sent to one client and not yet acknowledged.
     pub max_inflight_messages: Window,
     /// Messages waiting per session beyond the in-flight window; newer ones are dropped.
@@ -147,10 +147,13 @@ pub struct MqttConfig {
     /// Topics with a retained message; a retained message for a new topic beyond it is
     /// delivered but not retained.
     pub max_retained_messages: usize,
+    /// Levels a topic name or filter may have: deeper PUBLISH topics close the
+    /// connection, deeper filters are refused with 0x80.
+    pub max_topic_levels: TopicLevels,
     /// Highest QoS granted to a subscription.
     pub max_qos: MaxQos,
     /// Time a new connection has to send CONNECT.
-    pub connect_timeout_secs: u64,
+    pub connect_timeout_secs: ConnectTimeout,
 }
 
 impl Default for MqttConfig {
@@ -158,66 +161,68 @@ impl Default for MqttConfig {
         MqttConfig {
             max_keepalive_secs: 65535,
             max_packet_size: PacketSize(MAX_REMAINING_LENGTH),
-            max_connections: 100_000,
+            max_connections: Connections(100_000),
             max_inflight_messages: Window(20),
             max_queued_messages: 1000,
             max_queued_bytes: 64 * 1024 * 1024,
             max_subscriptions_per_client: 10_000,
             max_sessions: 1_000_000,
             max_retained_messages: 1_000_000,
+            max_topic_levels: TopicLevels(128),
             max_qos: MaxQos(QoS::ExactlyOnce),
-            connect_timeout_secs: 10,
+            connect_timeout_secs: ConnectTimeout(10),
         }
     }
 }
 
-/// A maximum packet size: at least 2 bytes, at most what MQTT can frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
-pub struct PacketSize(pub usize);
+/// Declares a configuration integer that must lie within a range. It is checked while
+/// the file is parsed, so an error names the value's line and key.
+macro_rules! bounded {
+    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "u64", into = "u64")]
+        pub struct $name(pub usize);
 
-impl TryFrom<u64> for PacketSize {
-    type Error = String;
+        impl TryFrom<u64> for $name {
+            type Error = String;
 
-    fn try_from(n: u64) -> Result<Self, String> {
-        match usize::try_from(n) {
-            Ok(n) if (2..=MAX_REMAINING_LENGTH).contains(&n) => Ok(PacketSize(n)),
-            _ => Err(format!(
-                "{n} is not a packet size between 2 and {MAX_REMAINING_LENGTH}"
-            )),
+            fn try_from(n: u64) -> Result<Self, String> {
+                match usize::try_from(n) {
+                    Ok(n) if ($min..=$max).contains(&n) => Ok($name(n)),
+                    _ => Err(format!("{n} is not {} between {} and {}", $what, $min, $max)),
+                }
+            }
         }
-    }
-}
 
-impl From<PacketSize> for u64 {
-    fn from(s: PacketSize) -> u64 {
-        s.0 as u64
-    }
-}
-
-/// An in-flight window: 1 to 65535 messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
-pub struct Window(pub usize);
-
-impl TryFrom<u64> for Window {
-    type Error = String;
-
-    fn try_from(n: u64) -> Result<Self, String> {
-        match n {
-            1..=65535 => Ok(Window(n as usize)),
-            _ => Err(format!(
-                "{n} is not an in-flight window between 1 and 65535"
-            )),
+        impl From<$name> for u64 {
+            fn from(v: $name) -> u64 {
+                v.0 as u64
+            }
         }
-    }
+    };
 }
 
-impl From<Window> for u64 {
-    fn from(w: Window) -> u64 {
-        w.0 as u64
-    }
-}
+bounded!(
+    /// A maximum packet size: at least 2 bytes, at most what MQTT can frame.
+    PacketSize, 2, MAX_REMAINING_LENGTH, "a packet size"
+);
+bounded!(
+    /// An in-flight window: 1 to 65535 messages.
+    Window, 1, 65535, "an in-flight window"
+);
+bounded!(
+    /// How deep topics may be. The bound keeps every walk of the topic trees shallow.
+    TopicLevels, 1, 1024, "a number of topic levels"
+);
+bounded!(
+    /// A connection limit.
+    Connections, 1, 10_000_000, "a connection limit"
+);
+bounded!(
+    /// Seconds to wait for CONNECT.
+    ConnectTimeout, 1, 3600, "a connect timeout in seconds"
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]

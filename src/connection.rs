@@ -23,8 +23,11 @@ use crate::protocol::{
 };
 use crate::session::{Acked, Session};
 
-/// Output beyond this many bytes stops reading and draining until the peer catches up.
+/// Output beyond this many bytes stops reading until the peer catches up.
 const HIGH_WATER: usize = 64 * 1024;
+/// Queued deliveries are moved to the output only up to this mark, leaving room below
+/// `HIGH_WATER` for the replies to what the client sends, so reading goes on.
+const LOW_WATER: usize = HIGH_WATER / 2;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +75,12 @@ where
     else {
         return;
     };
+    let connection_id = cx.broker.next_connection_id();
     let client_id = if connect.client_id.is_empty() {
-        format!("auto-{}", uuid_like(cx.broker.next_connection_id())).into()
+        format!("auto-{}", uuid_like(connection_id)).into()
     } else {
         connect.client_id.clone()
     };
-    let connection_id = cx.broker.next_connection_id();
     let attached = cx
         .broker
         .attach(&client_id, connect.clean_session, connection_id);
@@ -169,7 +172,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let max_packet_size = cx.broker.limits.max_packet_size.0;
-    let connect_timeout = Duration::from_secs(cx.broker.limits.connect_timeout_secs);
+    let connect_timeout = Duration::from_secs(cx.broker.limits.connect_timeout_secs.0 as u64);
     let first = tokio::select! {
         first = timeout(connect_timeout, read_packet(reader, input, max_packet_size)) => first,
         _ = cx.shutdown.changed() => return None,
@@ -195,6 +198,13 @@ where
             return None;
         }
     };
+    if let Some(will) = &connect.will {
+        if !cx.broker.topic_depth_allowed(will.topic.as_str()) {
+            // MQTT 3.1.1 has no return code for this: close without CONNACK.
+            warn!(%peer, client = %connect.client_id, "will topic deeper than max_topic_levels, closing");
+            return None;
+        }
+    }
     if let Err(code) = check_connect(&connect, cx) {
         warn!(%peer, client = %connect.client_id, "connection refused: {code:?}");
         refuse(writer, code).await;
@@ -309,8 +319,9 @@ impl Link {
         let session = self.session.clone();
         loop {
             self.fill_output();
+            // Unbiased: a peer that keeps the socket writable must not starve reading
+            // (its PINGREQs keep it alive), nor the keep-alive timer.
             tokio::select! {
-                biased;
                 _ = &mut kicked => return Close::TakenOver,
                 _ = shutdown.changed() => return Close::Shutdown,
                 written = writer.write(&self.output), if !self.output.is_empty() => match written {
@@ -341,16 +352,16 @@ impl Link {
     /// Moves waiting deliveries into the output buffer, as far as it and the in-flight
     /// window allow.
     fn fill_output(&mut self) {
-        if self.more_to_send && self.output.len() < HIGH_WATER {
+        if self.more_to_send && self.output.len() < LOW_WATER {
             let mut state = self.session.lock();
             // Once another connection has taken the session over, messages put in flight
             // here would never be sent: the new connection has already resent what was in
             // flight when it attached, and sends everything queued after it.
             if state.attachment.as_ref().map(|a| a.connection_id) == Some(self.connection_id) {
-                state.drain(self.window, &mut self.output, HIGH_WATER);
+                state.drain(self.window, &mut self.output, LOW_WATER);
             }
             // Anything left waits for room: an acknowledgement or a write sets this again.
-            self.more_to_send = self.output.len() >= HIGH_WATER;
+            self.more_to_send = self.output.len() >= LOW_WATER;
         }
     }
 
@@ -370,6 +381,12 @@ impl Link {
     fn handle(&mut self, packet: Packet) -> Result<(), Close> {
         match packet {
             Packet::Publish(publish) => {
+                if !self.broker.topic_depth_allowed(publish.topic.as_str()) {
+                    return Err(Close::Protocol(format!(
+                        "topic {} is deeper than max_topic_levels",
+                        publish.topic
+                    )));
+                }
                 let message = Message {
                     topic: publish.topic,
                     payload: publish.payload,
@@ -423,10 +440,7 @@ impl Link {
                 encode(&Packet::UnsubAck(unsubscribe.pkid), &mut self.output);
             }
             Packet::PingReq => encode(&Packet::PingResp, &mut self.output),
-            Packet::Disconnect => {
-                self.will = None;
-                return Err(Close::Disconnect);
-            }
+            Packet::Disconnect => return Err(Close::Disconnect),
             other @ (Packet::Connect(_)
             | Packet::ConnAck(_)
             | Packet::SubAck(_)

@@ -55,32 +55,30 @@ impl RetainedStore {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// The retained messages whose topics match `filter`.
-    pub fn matching(&self, filter: &TopicFilter) -> Vec<Message> {
+    /// The retained messages whose topics match `filter`, at most `limit` of them.
+    pub fn matching(&self, filter: &TopicFilter, limit: usize) -> Vec<Message> {
         let levels: Vec<&str> = filter.levels().collect();
-        let mut found = Vec::new();
+        let mut found = Found {
+            messages: Vec::new(),
+            limit,
+        };
         walk(&self.root, &levels, true, &mut found);
-        found
+        found.messages
     }
 }
 
-fn walk(node: &Node, filter: &[&str], at_root: bool, found: &mut Vec<Message>) {
+fn walk(node: &Node, filter: &[&str], at_root: bool, found: &mut Found) {
+    if found.full() {
+        return;
+    }
     let Some((level, rest)) = filter.split_first() else {
-        found.extend(node.message.iter().cloned());
+        found.add(node);
         return;
     };
     match *level {
         "#" => {
             // `a/#` also matches `a` itself.
-            found.extend(node.message.iter().cloned());
+            found.add(node);
             for (name, child) in &node.children {
                 if !(at_root && name.starts_with('$')) {
                     all_below(child, found);
@@ -102,8 +100,31 @@ fn walk(node: &Node, filter: &[&str], at_root: bool, found: &mut Vec<Message>) {
     }
 }
 
-fn all_below(node: &Node, found: &mut Vec<Message>) {
-    found.extend(node.message.iter().cloned());
+/// Matches collected so far, up to a limit.
+struct Found {
+    messages: Vec<Message>,
+    limit: usize,
+}
+
+impl Found {
+    fn add(&mut self, node: &Node) {
+        if let Some(message) = &node.message {
+            if self.messages.len() < self.limit {
+                self.messages.push(message.clone());
+            }
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.messages.len() >= self.limit
+    }
+}
+
+fn all_below(node: &Node, found: &mut Found) {
+    if found.full() {
+        return;
+    }
+    found.add(node);
     for child in node.children.values() {
         all_below(child, found);
     }

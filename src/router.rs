@@ -55,11 +55,13 @@ impl SubscriptionTree {
     /// highest QoS among its matching subscriptions.
     pub fn matches(&self, topic: &TopicName) -> Vec<Subscriber> {
         let levels: Vec<&str> = topic.levels().collect();
-        let mut found: HashMap<ByteString, Subscriber> = HashMap::new();
+        // Keyed by session identity: a session that was replaced under the same client
+        // id must never shadow the live one.
+        let mut found: HashMap<*const Session, Subscriber> = HashMap::new();
         let mut add = |node: &Node| {
-            for (id, sub) in &node.subscribers {
+            for sub in node.subscribers.values() {
                 found
-                    .entry(id.clone())
+                    .entry(Arc::as_ptr(&sub.session))
                     .and_modify(|known| known.qos = known.qos.max(sub.qos))
                     .or_insert_with(|| sub.clone());
             }
@@ -174,7 +176,7 @@ mod tests {
         }
         for f in FILTERS {
             let mut got: Vec<String> = store
-                .matching(&filter(f))
+                .matching(&filter(f), usize::MAX)
                 .into_iter()
                 .map(|m| m.topic.to_string())
                 .collect();

@@ -57,7 +57,7 @@ impl Server {
         let auth = Arc::new(Authenticator::new(&config.auth));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (finished_tx, finished) = mpsc::channel(1);
-        let permits = Arc::new(Semaphore::new(config.mqtt.max_connections));
+        let permits = Arc::new(Semaphore::new(config.mqtt.max_connections.0));
         let mut local_addrs = Vec::new();
         let mut accept_loops = Vec::new();
         for listener in &config.listeners {

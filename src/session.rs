@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use tokio::sync::{oneshot, Notify};
 
+use crate::locks;
 use crate::message::Message;
 use crate::protocol::{encode, encode_publish, Packet, PublishHeader, QoS};
 use crate::topic::TopicFilter;
@@ -59,6 +60,9 @@ struct InFlight {
 pub struct SessionState {
     /// Kept after disconnect (clean session 0).
     pub persistent: bool,
+    /// The session has ended (discarded by a clean-session connection or a takeover);
+    /// a connection that still holds it must not add subscriptions or record changes.
+    pub closed: bool,
     pub attachment: Option<Attachment>,
     pub subscriptions: HashMap<TopicFilter, QoS>,
     /// Messages not yet sent, in delivery order.
@@ -115,10 +119,8 @@ impl Session {
         }
     }
 
-    /// Locks the session's state. A poisoned lock is taken over: the state is plain
-    /// data and stays consistent between statements.
     pub fn lock(&self) -> MutexGuard<'_, SessionState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        locks::lock(&self.state)
     }
 
     /// Tells the attached connection, if any, that there is something to send.
@@ -168,10 +170,6 @@ impl SessionState {
         let queued = self.pending.pop_front()?;
         self.pending_bytes -= queued.message.payload.len();
         Some(queued)
-    }
-
-    pub fn queued_len(&self) -> usize {
-        self.pending.len() + self.inflight.len()
     }
 
     /// Encodes every unacknowledged message again for a resumed session: PUBLISH with
@@ -245,21 +243,24 @@ impl SessionState {
     }
 
     fn complete(&mut self, pkid: u16, stage: Awaiting) -> Acked {
-        match self.position(pkid, stage) {
-            Some(i) => match self.inflight.remove(i) {
-                Some(done) => Acked::Done(done.queued.seq),
-                None => Acked::Unknown,
-            },
+        let done = self
+            .position(pkid, stage)
+            .and_then(|i| self.inflight.remove(i));
+        match done {
+            Some(done) => Acked::Done(done.queued.seq),
             None => Acked::Unknown,
         }
     }
 
+    /// PUBREC: the message now awaits PUBCOMP. A repeated PUBREC for a message that
+    /// already does is answered again too, as PUBREL may be sent any number of times.
     pub fn pubrec(&mut self, pkid: u16) -> Acked {
-        match self.position(pkid, Awaiting::Rec) {
-            Some(i) => {
-                self.inflight[i].stage = Awaiting::Comp;
-                Acked::Released
-            }
+        if let Some(i) = self.position(pkid, Awaiting::Rec) {
+            self.inflight[i].stage = Awaiting::Comp;
+            return Acked::Released;
+        }
+        match self.position(pkid, Awaiting::Comp) {
+            Some(_) => Acked::Released,
             None => Acked::Unknown,
         }
     }

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use bytestring::ByteString;
 
+use crate::locks::lock;
 use crate::message::Message;
 use crate::protocol::QoS;
 use crate::topic::{TopicFilter, TopicName};
@@ -90,7 +91,7 @@ pub struct MemoryStorage {
 
 impl Storage for MemoryStorage {
     fn apply(&self, changes: &[Change]) -> Result<(), StorageError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         for change in changes {
             apply_change(&mut state, change);
         }
@@ -98,7 +99,7 @@ impl Storage for MemoryStorage {
     }
 
     fn load(&self) -> Result<Snapshot, StorageError> {
-        Ok(self.state.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        Ok(lock(&self.state).clone())
     }
 }
 

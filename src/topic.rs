@@ -49,13 +49,14 @@ impl TopicName {
         self.0.split('/')
     }
 
+    /// The same name in an allocation of its own.
+    pub fn detached(&self) -> TopicName {
+        TopicName(ByteString::from(self.as_str()))
+    }
+
     /// Topics beginning with `$` are kept from filters that start with a wildcard.
     pub fn is_system(&self) -> bool {
         self.0.starts_with('$')
-    }
-
-    pub fn into_inner(self) -> ByteString {
-        self.0
     }
 }
 
@@ -104,6 +105,11 @@ impl TopicFilter {
             }
         }
     }
+}
+
+/// The number of levels in a topic name or filter.
+pub fn level_count(topic: &str) -> usize {
+    topic.bytes().filter(|&b| b == b'/').count() + 1
 }
 
 impl fmt::Debug for TopicName {

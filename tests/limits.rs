@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn connections_beyond_max_connections_are_closed_at_once() {
-    let broker = TestBroker::start_with(|c| c.mqtt.max_connections = 2).await;
+    let broker = TestBroker::start_with(|c| c.mqtt.max_connections.0 = 2).await;
     let first = broker.client("one", true).await;
     let _second = broker.client("two", true).await;
     let mut third = broker.raw().await;
@@ -160,7 +160,7 @@ async fn a_subscriber_that_never_reads_does_not_stall_publishers_or_others() {
 
 #[tokio::test]
 async fn half_a_packet_then_silence_is_cut_by_the_connect_timeout() {
-    let broker = TestBroker::start_with(|c| c.mqtt.connect_timeout_secs = 1).await;
+    let broker = TestBroker::start_with(|c| c.mqtt.connect_timeout_secs.0 = 1).await;
     let mut slow = broker.raw().await;
     slow.send(&[0x10, 0x20, 0x00]).await;
     slow.expect_closed().await;
@@ -249,5 +249,87 @@ async fn retained_messages_beyond_the_limit_are_delivered_but_not_retained() {
     let got = late.expect_publish().await;
     assert_eq!((got.topic.as_str(), &got.payload[..]), ("r/1", &b"uno"[..]));
     late.expect_nothing(Duration::from_millis(300)).await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn topics_deeper_than_max_topic_levels_are_refused_without_harm() {
+    let broker = TestBroker::start().await;
+    // 65535 empty levels: valid MQTT, and deep enough to overflow a recursive walk.
+    let abyss = "/".repeat(65534);
+    let mut client = broker.client("deep", true).await;
+    let codes = client.subscribe(1, &abyss, QoS::AtMostOnce).await;
+    assert_eq!(codes, [v4::SubscribeReasonCode::Failure]);
+    let at_limit = vec!["l"; 128].join("/");
+    let codes = client.subscribe(2, &at_limit, QoS::AtMostOnce).await;
+    assert_eq!(codes, [v4::SubscribeReasonCode::Success(QoS::AtMostOnce)]);
+    client
+        .publish(&at_limit, QoS::AtMostOnce, b"deep", false, 0)
+        .await;
+    assert_eq!(&client.expect_publish().await.payload[..], b"deep");
+    // Publishing to a deeper topic closes the connection.
+    client
+        .send_packet(v4::Publish::new(&abyss, QoS::AtMostOnce, "x"))
+        .await;
+    client.expect_closed().await;
+    // So does a will on one: 3.1.1 has no return code for it.
+    let mut connect = connect_packet("deep-will", true, 30);
+    connect.last_will = Some(v4::LastWill::new(&abyss, "w", QoS::AtMostOnce, false));
+    let mut with_will = broker.raw().await;
+    with_will.send_packet(connect).await;
+    with_will.expect_closed().await;
+    // The broker is unharmed.
+    broker.client("after", true).await;
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_under_a_qos0_flood_stays_connected_by_its_pings() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_queued_messages = 10_000).await;
+    let mut slow = broker.raw().await;
+    slow.send_packet(connect_packet("slow", true, 1)).await;
+    slow.expect_connack().await;
+    slow.subscribe(1, "firehose", QoS::AtMostOnce).await;
+    let mut publisher = broker.client("firehose", true).await;
+    let payload = [0u8; 1024];
+    let flooding = std::cell::Cell::new(true);
+    let flood = async {
+        for _ in 0..20_000 {
+            publisher
+                .publish("firehose", QoS::AtMostOnce, &payload, false, 0)
+                .await;
+        }
+        flooding.set(false);
+    };
+    // Reads slowly for 3 s, then at full speed for 1 s and until answered, pinging every 300 ms throughout: well
+    // within its 1 s keep alive. PINGRESPs queue behind what the kernel buffers already
+    // hold for it; what matters is that the broker keeps reading its PINGREQs instead of
+    // timing it out, and answers every one.
+    let reader = async {
+        use tokio::time::Instant;
+        let start = Instant::now();
+        let (mut pings, mut pongs) = (0, 0);
+        let mut next_ping = start;
+        while start.elapsed() < Duration::from_secs(4) || pongs < pings {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "answered {pongs} of {pings}"
+            );
+            if Instant::now() >= next_ping {
+                slow.send_packet(v4::PingReq).await;
+                pings += 1;
+                next_ping += Duration::from_millis(300);
+            }
+            if slow.recv_within(Duration::from_millis(20)).await == Some(v4::Packet::PingResp) {
+                pongs += 1;
+            }
+            if start.elapsed() < Duration::from_secs(3) {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+        pings
+    };
+    let ((), pings) = tokio::join!(flood, reader);
+    assert!(pings >= 10);
     broker.stop().await;
 }
