@@ -1,20 +1,13 @@
 //! Retained messages, kept in a tree of topic levels so a wildcard subscription finds
 //! its matches without scanning every topic.
 
-use std::collections::HashMap;
-
+use crate::level_tree::Node;
 use crate::message::Message;
 use crate::topic::{TopicFilter, TopicName};
 
 #[derive(Default)]
-struct Node {
-    children: HashMap<Box<str>, Node>,
-    message: Option<Message>,
-}
-
-#[derive(Default)]
 pub struct RetainedStore {
-    root: Node,
+    root: Node<Option<Message>>,
     count: usize,
 }
 
@@ -23,34 +16,28 @@ impl RetainedStore {
     /// unless it is for a new topic and `max` topics already have one. Returns whether
     /// it was stored.
     pub fn set(&mut self, message: Message, max: usize) -> bool {
-        if self.count >= max && !self.contains(&message.topic) {
+        let known = self
+            .root
+            .find(message.topic.levels())
+            .is_some_and(|node| node.value.is_some());
+        if !known && self.count >= max {
             return false;
         }
-        let mut node = &mut self.root;
-        for level in message.topic.levels() {
-            node = node.children.entry(level.into()).or_default();
-        }
-        if node.message.replace(message).is_none() {
+        let topic = message.topic.clone();
+        if self.root.entry(topic.levels()).replace(message).is_none() {
             self.count += 1;
         }
         true
     }
 
-    fn contains(&self, topic: &TopicName) -> bool {
-        let mut node = &self.root;
-        for level in topic.levels() {
-            match node.children.get(level) {
-                Some(child) => node = child,
-                None => return false,
-            }
-        }
-        node.message.is_some()
-    }
-
     /// Deletes the topic's retained message, if there is one.
     pub fn remove(&mut self, topic: &TopicName) {
         let levels: Vec<&str> = topic.levels().collect();
-        if remove_at(&mut self.root, &levels) {
+        let removed = self
+            .root
+            .update(&levels, Option::take, &Option::is_none)
+            .flatten();
+        if removed.is_some() {
             self.count -= 1;
         }
     }
@@ -67,39 +54,6 @@ impl RetainedStore {
     }
 }
 
-fn walk(node: &Node, filter: &[&str], at_root: bool, found: &mut Found) {
-    if found.full() {
-        return;
-    }
-    let Some((level, rest)) = filter.split_first() else {
-        found.add(node);
-        return;
-    };
-    match *level {
-        "#" => {
-            // `a/#` also matches `a` itself.
-            found.add(node);
-            for (name, child) in &node.children {
-                if !(at_root && name.starts_with('$')) {
-                    all_below(child, found);
-                }
-            }
-        }
-        "+" => {
-            for (name, child) in &node.children {
-                if !(at_root && name.starts_with('$')) {
-                    walk(child, rest, false, found);
-                }
-            }
-        }
-        exact => {
-            if let Some(child) = node.children.get(exact) {
-                walk(child, rest, false, found);
-            }
-        }
-    }
-}
-
 /// Matches collected so far, up to a limit.
 struct Found {
     messages: Vec<Message>,
@@ -107,8 +61,8 @@ struct Found {
 }
 
 impl Found {
-    fn add(&mut self, node: &Node) {
-        if let Some(message) = &node.message {
+    fn add(&mut self, node: &Node<Option<Message>>) {
+        if let Some(message) = &node.value {
             if self.messages.len() < self.limit {
                 self.messages.push(message.clone());
             }
@@ -120,26 +74,51 @@ impl Found {
     }
 }
 
-fn all_below(node: &Node, found: &mut Found) {
+/// Children a wildcard may match: at the first level, not the `$` topics.
+fn wildcard_children(
+    node: &Node<Option<Message>>,
+    at_root: bool,
+) -> impl Iterator<Item = &Node<Option<Message>>> {
+    node.children()
+        .filter(move |(name, _)| !(at_root && name.starts_with('$')))
+        .map(|(_, child)| child)
+}
+
+fn walk(node: &Node<Option<Message>>, filter: &[&str], at_root: bool, found: &mut Found) {
+    if found.full() {
+        return;
+    }
+    let Some((level, rest)) = filter.split_first() else {
+        found.add(node);
+        return;
+    };
+    match *level {
+        "#" => {
+            // `a/#` also matches `a` itself.
+            found.add(node);
+            for child in wildcard_children(node, at_root) {
+                all_below(child, found);
+            }
+        }
+        "+" => {
+            for child in wildcard_children(node, at_root) {
+                walk(child, rest, false, found);
+            }
+        }
+        exact => {
+            if let Some(child) = node.child(exact) {
+                walk(child, rest, false, found);
+            }
+        }
+    }
+}
+
+fn all_below(node: &Node<Option<Message>>, found: &mut Found) {
     if found.full() {
         return;
     }
     found.add(node);
-    for child in node.children.values() {
+    for (_, child) in node.children() {
         all_below(child, found);
     }
-}
-
-fn remove_at(node: &mut Node, levels: &[&str]) -> bool {
-    let Some((level, rest)) = levels.split_first() else {
-        return node.message.take().is_some();
-    };
-    let Some(child) = node.children.get_mut(*level) else {
-        return false;
-    };
-    let removed = remove_at(child, rest);
-    if child.children.is_empty() && child.message.is_none() {
-        node.children.remove(*level);
-    }
-    removed
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 
+use crate::level_tree::Node;
 use crate::protocol::QoS;
 use crate::session::Session;
 use crate::topic::{TopicFilter, TopicName};
@@ -16,39 +17,34 @@ pub struct Subscriber {
     pub qos: QoS,
 }
 
-#[derive(Default)]
-struct Node {
-    children: HashMap<Box<str>, Node>,
-    subscribers: HashMap<ByteString, Subscriber>,
-}
-
-impl Node {
-    fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.subscribers.is_empty()
-    }
-}
+/// The sessions subscribed with one filter, by client id.
+type Subscribers = HashMap<ByteString, Subscriber>;
 
 /// A trie of topic filters, one level a node, with `+` and `#` as ordinary keys.
 #[derive(Default)]
 pub struct SubscriptionTree {
-    root: Node,
+    root: Node<Subscribers>,
 }
 
 impl SubscriptionTree {
     /// Adds or replaces the subscription of `subscriber`'s session to `filter`.
     pub fn insert(&mut self, filter: &TopicFilter, subscriber: Subscriber) {
-        let mut node = &mut self.root;
-        for level in filter.levels() {
-            node = node.children.entry(level.into()).or_default();
-        }
         let client_id = subscriber.session.client_id.clone();
-        node.subscribers.insert(client_id, subscriber);
+        self.root
+            .entry(filter.levels())
+            .insert(client_id, subscriber);
     }
 
     /// Removes `client_id`'s subscription to `filter`; true if there was one.
     pub fn remove(&mut self, filter: &TopicFilter, client_id: &str) -> bool {
         let levels: Vec<&str> = filter.levels().collect();
-        remove_at(&mut self.root, &levels, client_id)
+        self.root
+            .update(
+                &levels,
+                |subs| subs.remove(client_id).is_some(),
+                &HashMap::is_empty,
+            )
+            .unwrap_or(false)
     }
 
     /// Every session subscribed to a filter matching `topic`, once each, with the
@@ -58,8 +54,8 @@ impl SubscriptionTree {
         // Keyed by session identity: a session that was replaced under the same client
         // id must never shadow the live one.
         let mut found: HashMap<*const Session, Subscriber> = HashMap::new();
-        let mut add = |node: &Node| {
-            for sub in node.subscribers.values() {
+        let mut add = |node: &Node<Subscribers>| {
+            for sub in node.value.values() {
                 found
                     .entry(Arc::as_ptr(&sub.session))
                     .and_modify(|known| known.qos = known.qos.max(sub.qos))
@@ -71,10 +67,15 @@ impl SubscriptionTree {
     }
 }
 
-fn collect(node: &Node, levels: &[&str], system_root: bool, add: &mut impl FnMut(&Node)) {
+fn collect(
+    node: &Node<Subscribers>,
+    levels: &[&str],
+    system_root: bool,
+    add: &mut impl FnMut(&Node<Subscribers>),
+) {
     // `system_root`: at the first level of a `$` topic, where wildcards do not match.
     if !system_root {
-        if let Some(hash) = node.children.get("#") {
+        if let Some(hash) = node.child("#") {
             add(hash);
         }
     }
@@ -83,27 +84,13 @@ fn collect(node: &Node, levels: &[&str], system_root: bool, add: &mut impl FnMut
         return;
     };
     if !system_root {
-        if let Some(plus) = node.children.get("+") {
+        if let Some(plus) = node.child("+") {
             collect(plus, rest, false, add);
         }
     }
-    if let Some(child) = node.children.get(*level) {
+    if let Some(child) = node.child(level) {
         collect(child, rest, false, add);
     }
-}
-
-fn remove_at(node: &mut Node, levels: &[&str], client_id: &str) -> bool {
-    let Some((level, rest)) = levels.split_first() else {
-        return node.subscribers.remove(client_id).is_some();
-    };
-    let Some(child) = node.children.get_mut(*level) else {
-        return false;
-    };
-    let removed = remove_at(child, rest, client_id);
-    if child.is_empty() {
-        node.children.remove(*level);
-    }
-    removed
 }
 
 #[cfg(test)]
@@ -212,6 +199,6 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(&*left[0].session.client_id, "two");
         assert!(tree.remove(&filter("a/+/c"), "two"));
-        assert!(tree.root.is_empty());
+        assert!(tree.root.children().next().is_none() && tree.root.value.is_empty());
     }
 }
