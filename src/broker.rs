@@ -29,6 +29,14 @@ pub struct Broker {
     next_connection_id: AtomicU64,
 }
 
+/// How one message is offered to one session.
+#[derive(Clone, Copy)]
+struct Delivery {
+    qos: QoS,
+    retain: bool,
+    limits: QueueLimits,
+}
+
 /// A session as handed to a newly accepted connection.
 pub struct Attached {
     pub session: Arc<Session>,
@@ -197,10 +205,18 @@ impl Broker {
         // not a slice pinning the publisher's receive buffer.
         let kept = OnceCell::new();
         let subscribers = read(&self.subscriptions).matches(&message.topic);
+        let limits = QueueLimits {
+            messages: self.limits.max_queued_messages,
+            bytes: self.limits.max_queued_bytes,
+        };
         for subscriber in subscribers {
-            // Live deliveries never carry the retain flag (MQTT-3.3.1-9).
-            let qos = message.qos.min(subscriber.qos);
-            self.deliver(&subscriber.session, &message, &kept, qos, false);
+            let delivery = Delivery {
+                qos: message.qos.min(subscriber.qos),
+                // Live deliveries never carry the retain flag (MQTT-3.3.1-9).
+                retain: false,
+                limits,
+            };
+            self.deliver(&subscriber.session, &message, &kept, delivery);
         }
     }
 
@@ -229,9 +245,13 @@ impl Broker {
         session: &Session,
         message: &Message,
         detached: &OnceCell<Message>,
-        qos: QoS,
-        retain: bool,
+        delivery: Delivery,
     ) -> bool {
+        let Delivery {
+            qos,
+            retain,
+            limits,
+        } = delivery;
         let mut state = session.lock();
         if state.closed {
             return true;
@@ -243,10 +263,6 @@ impl Broker {
         };
         let message = source.for_delivery(qos, retain);
         let stored = (state.persistent && qos != QoS::AtMostOnce).then(|| message.clone());
-        let limits = QueueLimits {
-            messages: self.limits.max_queued_messages,
-            bytes: self.limits.max_queued_bytes,
-        };
         match state.offer(message, limits) {
             Offer::Queued(seq) => {
                 if let Some(message) = stored {
@@ -346,13 +362,24 @@ impl Broker {
             }
         }
         if send_retained {
-            // No more than the queue can take.
-            let retained = read(&self.retained).matching(&filter, self.limits.max_queued_messages);
-            let none = OnceCell::new();
+            // Every matching retained message is due (MQTT-3.3.1-6), however many: the
+            // replay may fill the queue beyond max_queued_messages by at most the size of
+            // the retained store, and it shares the payloads rather than copying them.
+            let max_retained = self.limits.max_retained_messages;
+            let limits = QueueLimits {
+                messages: self.limits.max_queued_messages.saturating_add(max_retained),
+                bytes: usize::MAX,
+            };
+            let retained = read(&self.retained).matching(&filter, max_retained);
             for message in &retained {
-                let delivery_qos = message.qos.min(qos);
+                let delivery = Delivery {
+                    qos: message.qos.min(qos),
+                    retain: true,
+                    limits,
+                };
                 // Retained messages are exact-size copies already.
-                if !self.deliver(session, message, &none, delivery_qos, true) {
+                let copy = OnceCell::from(message.clone());
+                if !self.deliver(session, message, &copy, delivery) {
                     break;
                 }
             }

@@ -333,3 +333,27 @@ async fn a_slow_reader_under_a_qos0_flood_stays_connected_by_its_pings() {
     assert!(pings >= 10);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_subscriber_gets_every_retained_message_beyond_the_queue_limit() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_queued_messages = 100).await;
+    let mut publisher = broker.client("retainer", true).await;
+    let total = 3000u16;
+    for i in 0..total {
+        let topic = format!("many/{i}");
+        publisher
+            .publish(&topic, QoS::AtLeastOnce, &i.to_be_bytes(), true, i + 1)
+            .await;
+    }
+    let mut late = broker.client("late", true).await;
+    late.subscribe(1, "many/#", QoS::AtLeastOnce).await;
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < usize::from(total) {
+        let got = late.expect_publish().await;
+        assert!(got.retain);
+        late.send_packet(v4::PubAck::new(got.pkid)).await;
+        assert!(seen.insert(got.topic), "each retained message once");
+    }
+    late.expect_nothing(Duration::from_millis(200)).await;
+    broker.stop().await;
+}
