@@ -357,3 +357,58 @@ async fn a_new_subscriber_gets_every_retained_message_beyond_the_queue_limit() {
     late.expect_nothing(Duration::from_millis(200)).await;
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn the_in_flight_window_is_max_inflight_messages() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_inflight_messages.0 = 3).await;
+    let mut sub = broker.client("windowed", true).await;
+    sub.subscribe(1, "w", QoS::ExactlyOnce).await;
+    let mut publisher = broker.client("window-pub", true).await;
+    for i in 0..10u8 {
+        let qos = if i % 2 == 0 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::ExactlyOnce
+        };
+        publisher
+            .publish("w", qos, &[i], false, u16::from(i) + 1)
+            .await;
+    }
+    let mut in_flight = Vec::new();
+    for i in 0..3u8 {
+        let got = sub.expect_publish().await;
+        assert_eq!(&got.payload[..], &[i]);
+        in_flight.push(got);
+    }
+    sub.expect_nothing(Duration::from_millis(300)).await;
+    // Completing one (QoS 1: PUBACK) lets exactly one more through.
+    sub.send_packet(v4::PubAck::new(in_flight[0].pkid)).await;
+    assert_eq!(&sub.expect_publish().await.payload[..], &[3]);
+    sub.expect_nothing(Duration::from_millis(300)).await;
+    // A QoS 2 message holds its slot until PUBCOMP, not PUBREC.
+    sub.send_packet(v4::PubRec::new(in_flight[1].pkid)).await;
+    assert_eq!(
+        sub.recv().await,
+        Some(v4::Packet::PubRel(v4::PubRel::new(in_flight[1].pkid)))
+    );
+    sub.expect_nothing(Duration::from_millis(300)).await;
+    sub.send_packet(v4::PubComp::new(in_flight[1].pkid)).await;
+    assert_eq!(&sub.expect_publish().await.payload[..], &[4]);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn granted_qos_is_capped_by_max_qos() {
+    let broker =
+        TestBroker::start_with(|c| c.mqtt.max_qos.0 = herald::protocol::QoS::AtLeastOnce).await;
+    let mut sub = broker.client("capped", true).await;
+    let codes = sub.subscribe(1, "cap", QoS::ExactlyOnce).await;
+    assert_eq!(codes, [v4::SubscribeReasonCode::Success(QoS::AtLeastOnce)]);
+    let mut publisher = broker.client("cap-pub", true).await;
+    publisher
+        .publish("cap", QoS::ExactlyOnce, b"two", false, 1)
+        .await;
+    let got = sub.expect_publish().await;
+    assert_eq!(got.qos, QoS::AtLeastOnce);
+    broker.stop().await;
+}
