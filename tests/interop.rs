@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -210,7 +211,15 @@ async fn run_tool(mut command: Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn mosquitto(tool: &std::path::Path, broker: &TestBroker) -> Command {
+/// mosquitto_sub and mosquitto_pub, or `None` (loudly) where they are missing.
+fn mosquitto_tools() -> Option<(PathBuf, PathBuf)> {
+    Some((
+        tools::require("mosquitto_sub")?,
+        tools::require("mosquitto_pub")?,
+    ))
+}
+
+fn mosquitto(tool: &Path, broker: &TestBroker) -> Command {
     let mut command = Command::new(tool);
     command
         .args(["-h", "127.0.0.1", "-p"])
@@ -221,10 +230,7 @@ fn mosquitto(tool: &std::path::Path, broker: &TestBroker) -> Command {
 
 #[tokio::test]
 async fn mosquitto_pub_and_sub_exchange_messages_at_every_qos() {
-    let (Some(sub_tool), Some(pub_tool)) = (
-        tools::require("mosquitto_sub"),
-        tools::require("mosquitto_pub"),
-    ) else {
+    let Some((sub_tool, pub_tool)) = mosquitto_tools() else {
         return;
     };
     let broker = TestBroker::start().await;
@@ -252,10 +258,7 @@ async fn mosquitto_pub_and_sub_exchange_messages_at_every_qos() {
 
 #[tokio::test]
 async fn mosquitto_retained_message_reaches_a_later_subscriber_and_rumqttc() {
-    let (Some(sub_tool), Some(pub_tool)) = (
-        tools::require("mosquitto_sub"),
-        tools::require("mosquitto_pub"),
-    ) else {
+    let Some((sub_tool, pub_tool)) = mosquitto_tools() else {
         return;
     };
     let broker = TestBroker::start().await;
