@@ -29,6 +29,20 @@ const HIGH_WATER: usize = 64 * 1024;
 /// `HIGH_WATER` for the replies to what the client sends, so reading goes on.
 const LOW_WATER: usize = HIGH_WATER / 2;
 
+/// Largest empty output buffer kept between writes. Output buffers are allocated while
+/// there is something to send: a burst's large buffer is not kept by an idle connection.
+const KEEP_IDLE_OUTPUT: usize = 0;
+/// Largest empty input buffer kept between reads; a smaller one keeps its size, so a
+/// busy publisher is not read in small pieces.
+const KEEP_IDLE_INPUT: usize = 16 * 1024;
+
+/// Frees `buf`'s memory once it is empty, if it holds more than `keep` bytes.
+fn release_if_idle(buf: &mut BytesMut, keep: usize) {
+    if buf.is_empty() && buf.capacity() > keep {
+        *buf = BytesMut::new();
+    }
+}
+
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 enum Close {
@@ -69,7 +83,9 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut input = BytesMut::with_capacity(4096);
+    // Buffers start empty and grow with the traffic: an idle connection holds almost
+    // nothing (see `release_if_idle`).
+    let mut input = BytesMut::new();
     let max_packet_size = cx.broker.limits.max_packet_size.0;
     let Some(connect) = read_connect(&mut reader, &mut writer, &mut input, peer, &mut cx).await
     else {
@@ -107,7 +123,7 @@ where
         broker: cx.broker.clone(),
         session: session.clone(),
         will: connect.will,
-        output: BytesMut::with_capacity(4096),
+        output: BytesMut::new(),
         window: cx.broker.limits.max_inflight_messages.0,
         max_packet_size,
         more_to_send: true,
@@ -326,12 +342,15 @@ impl Link {
                 _ = shutdown.changed() => return Close::Shutdown,
                 written = writer.write(&self.output), if !self.output.is_empty() => match written {
                     Ok(0) => return Close::PeerClosed,
-                    Ok(n) => self.output.advance(n),
+                    Ok(n) => {
+                        self.output.advance(n);
+                        release_if_idle(&mut self.output, KEEP_IDLE_OUTPUT);
+                    }
                     Err(e) => return Close::Io(e),
                 },
                 read = reader.read_buf(input), if self.output.len() < HIGH_WATER => match read {
                     Ok(0) => return Close::PeerClosed,
-                    Ok(_) => match self.take_packets(input) {
+                    Ok(_) => match self.take_packets(input).inspect(|_| release_if_idle(input, KEEP_IDLE_INPUT)) {
                         Ok(0) => {}
                         // Keep alive counts whole control packets, not stray bytes.
                         Ok(_) => {
