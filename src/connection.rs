@@ -32,9 +32,43 @@ const LOW_WATER: usize = HIGH_WATER / 2;
 /// Largest empty output buffer kept between writes. Output buffers are allocated while
 /// there is something to send: a burst's large buffer is not kept by an idle connection.
 const KEEP_IDLE_OUTPUT: usize = 0;
-/// Largest empty input buffer kept between reads; a smaller one keeps its size, so a
-/// busy publisher is not read in small pieces.
-const KEEP_IDLE_INPUT: usize = 16 * 1024;
+/// Sizes reads to the traffic: a read that fills the room it was given doubles the next
+/// one, up to `MAX`; one that uses less than a quarter halves it, down to `MIN`. An idle
+/// connection thus reads into a few dozen bytes, a busy publisher into tens of KiB.
+struct ReadSizing {
+    chunk: usize,
+    room: usize,
+}
+
+impl ReadSizing {
+    const MIN: usize = 64;
+    const MAX: usize = 8 * 1024;
+
+    /// Makes room for the next read.
+    fn prepare(&mut self, input: &mut BytesMut) {
+        if input.capacity() - input.len() < self.chunk {
+            input.reserve(self.chunk);
+        }
+        self.room = input.capacity() - input.len();
+    }
+
+    fn record(&mut self, read: usize) {
+        if read >= self.room {
+            self.chunk = (self.chunk * 2).min(Self::MAX);
+        } else if read < self.room / 4 {
+            self.chunk = (self.chunk / 2).max(Self::MIN);
+        }
+    }
+}
+
+impl Default for ReadSizing {
+    fn default() -> Self {
+        ReadSizing {
+            chunk: Self::MIN,
+            room: 0,
+        }
+    }
+}
 
 /// Frees `buf`'s memory once it is empty, if it holds more than `keep` bytes.
 fn release_if_idle(buf: &mut BytesMut, keep: usize) {
@@ -333,8 +367,10 @@ impl Link {
         let expiry = sleep(keep_alive.unwrap_or_default());
         tokio::pin!(expiry);
         let session = self.session.clone();
+        let mut sizing = ReadSizing::default();
         loop {
             self.fill_output();
+            sizing.prepare(input);
             // Unbiased: a peer that keeps the socket writable must not starve reading
             // (its PINGREQs keep it alive), nor the keep-alive timer.
             tokio::select! {
@@ -350,16 +386,25 @@ impl Link {
                 },
                 read = reader.read_buf(input), if self.output.len() < HIGH_WATER => match read {
                     Ok(0) => return Close::PeerClosed,
-                    Ok(_) => match self.take_packets(input).inspect(|_| release_if_idle(input, KEEP_IDLE_INPUT)) {
-                        Ok(0) => {}
-                        // Keep alive counts whole control packets, not stray bytes.
-                        Ok(_) => {
-                            if let Some(keep_alive) = keep_alive {
-                                expiry.as_mut().reset(Instant::now() + keep_alive);
+                    Ok(n) => {
+                        sizing.record(n);
+                        match self.take_packets(input) {
+                            Ok(0) => {}
+                            // Keep alive counts whole control packets, not stray bytes.
+                            Ok(_) => {
+                                if let Some(keep_alive) = keep_alive {
+                                    expiry.as_mut().reset(Instant::now() + keep_alive);
+                                }
                             }
+                            Err(close) => return close,
                         }
-                        Err(close) => return close,
-                    },
+                        release_if_idle(input, sizing.chunk);
+                        // Let the subscribers just woken run before reading more: without
+                        // this, busy publishers' batches starve their consumers, whose
+                        // queues then overflow (fan-in QoS 0: ~0.1M delivered/s without,
+                        // ~1M with, on 2 cores).
+                        tokio::task::yield_now().await;
+                    }
                     Err(e) => return Close::Io(e),
                 },
                 _ = session.woken() => self.more_to_send = true,
