@@ -5,10 +5,13 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 /// A node: its children by level name, and the value kept at this path.
 #[derive(Default)]
 pub struct Node<V> {
-    children: HashMap<Box<str>, Node<V>>,
+    /// foldhash, seeded per map: a level lookup on every publish is too hot for SipHash.
+    children: HashMap<Box<str>, Node<V>, RandomState>,
     pub value: V,
 }
 

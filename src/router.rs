@@ -51,19 +51,23 @@ impl SubscriptionTree {
     /// highest QoS among its matching subscriptions.
     pub fn matches(&self, topic: &TopicName) -> Vec<Subscriber> {
         let levels: Vec<&str> = topic.levels().collect();
-        // Keyed by session identity: a session that was replaced under the same client
-        // id must never shadow the live one.
-        let mut found: HashMap<*const Session, Subscriber> = HashMap::new();
-        let mut add = |node: &Node<Subscribers>| {
-            for sub in node.value.values() {
-                found
-                    .entry(Arc::as_ptr(&sub.session))
-                    .and_modify(|known| known.qos = known.qos.max(sub.qos))
-                    .or_insert_with(|| sub.clone());
-            }
-        };
-        collect(&self.root, &levels, topic.is_system(), &mut add);
-        found.into_values().collect()
+        let mut found: Vec<Subscriber> = Vec::new();
+        collect(&self.root, &levels, topic.is_system(), &mut |node| {
+            found.extend(node.value.values().cloned())
+        });
+        if found.len() > 1 {
+            // One delivery a session. By session identity, not client id: a session that
+            // was replaced under the same client id must never shadow the live one.
+            found.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
+            found.dedup_by(|later, kept| {
+                let same = Arc::ptr_eq(&later.session, &kept.session);
+                if same {
+                    kept.qos = kept.qos.max(later.qos);
+                }
+                same
+            });
+        }
+        found
     }
 }
 
