@@ -73,7 +73,7 @@ fn enqueue(c: &mut Criterion) {
             b.iter(|| {
                 for _ in 0..BATCH {
                     let offered = session.lock().offer(message.clone(), LIMITS);
-                    assert!(matches!(offered, Offer::Queued(_)), "{offered:?}");
+                    assert!(matches!(offered, Offer::Queued { .. }), "{offered:?}");
                 }
                 loop {
                     out.clear();

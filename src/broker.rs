@@ -167,6 +167,8 @@ impl Broker {
             return;
         }
         state.attachment = None;
+        // An offline session no longer holds publishers back.
+        session.room_made();
         if !state.persistent {
             drop(state);
             sessions.remove(&session.client_id);
@@ -179,6 +181,7 @@ impl Broker {
     fn discard(&self, session: &Arc<Session>) {
         let mut state = session.lock();
         state.closed = true;
+        session.room_made();
         let mut tree = write(&self.subscriptions);
         for filter in state.subscriptions.keys() {
             tree.remove(filter, &session.client_id);
@@ -196,8 +199,19 @@ impl Broker {
         level_count(topic) <= self.limits.max_topic_levels.0
     }
 
+    /// The limits of each session's queue of unsent messages.
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            messages: self.limits.max_queued_messages,
+            bytes: self.limits.max_queued_bytes,
+        }
+    }
+
     /// Routes `message` to every matching subscription and updates the retained store.
-    pub fn publish(&self, message: Message) {
+    ///
+    /// Returns a session whose queue this message took beyond its limits: a publisher
+    /// that can wait (a connection) pauses until that queue has room again.
+    pub fn publish(&self, message: Message) -> Option<Arc<Session>> {
         if message.retain {
             self.retain(&message);
         }
@@ -205,10 +219,8 @@ impl Broker {
         // not a slice pinning the publisher's receive buffer.
         let kept = OnceCell::new();
         let subscribers = read(&self.subscriptions).matches(&message.topic);
-        let limits = QueueLimits {
-            messages: self.limits.max_queued_messages,
-            bytes: self.limits.max_queued_bytes,
-        };
+        let limits = self.queue_limits();
+        let mut congested = None;
         for subscriber in subscribers {
             let delivery = Delivery {
                 qos: message.qos.min(subscriber.qos),
@@ -216,8 +228,19 @@ impl Broker {
                 retain: false,
                 limits,
             };
-            self.deliver(&subscriber.session, &message, &kept, delivery);
+            let offer = self.deliver(&subscriber.session, &message, &kept, delivery);
+            if matches!(
+                offer,
+                Offer::Queued {
+                    congested: true,
+                    ..
+                }
+            ) && congested.is_none()
+            {
+                congested = Some(subscriber.session);
+            }
         }
+        congested
     }
 
     fn retain(&self, message: &Message) {
@@ -238,15 +261,14 @@ impl Broker {
     }
 
     /// Offers `message` at `qos` to one session's queue and wakes its connection.
-    /// `detached` holds (or receives) the exact-size copy for offline sessions. False
-    /// when the queue is full.
+    /// `detached` holds (or receives) the exact-size copy for offline sessions.
     fn deliver(
         &self,
         session: &Session,
         message: &Message,
         detached: &OnceCell<Message>,
         delivery: Delivery,
-    ) -> bool {
+    ) -> Offer {
         let Delivery {
             qos,
             retain,
@@ -254,7 +276,7 @@ impl Broker {
         } = delivery;
         let mut state = session.lock();
         if state.closed {
-            return true;
+            return Offer::NotKept;
         }
         let source = if state.is_connected() {
             message
@@ -263,8 +285,9 @@ impl Broker {
         };
         let message = source.for_delivery(qos, retain);
         let stored = (state.persistent && qos != QoS::AtMostOnce).then(|| message.clone());
-        match state.offer(message, limits) {
-            Offer::Queued(seq) => {
+        let offer = state.offer(message, limits);
+        match offer {
+            Offer::Queued { seq, .. } => {
                 if let Some(message) = stored {
                     self.record(&[Change::Queued {
                         client_id: session.client_id.clone(),
@@ -274,14 +297,13 @@ impl Broker {
                 }
                 drop(state);
                 session.wake();
-                true
             }
             Offer::QueueFull => {
-                debug!(client = %session.client_id, "queue full, message dropped");
-                false
+                debug!(client = %session.client_id, "queue full, message dropped")
             }
-            Offer::NotKept => true,
+            Offer::NotKept => {}
         }
+        offer
     }
 
     /// The queued message `seq` of `session` was acknowledged: forget it.
@@ -379,7 +401,7 @@ impl Broker {
                 };
                 // Retained messages are exact-size copies already.
                 let copy = OnceCell::from(message.clone());
-                if !self.deliver(session, message, &copy, delivery) {
+                if self.deliver(session, message, &copy, delivery) == Offer::QueueFull {
                     break;
                 }
             }

@@ -6,13 +6,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, timeout, Instant, Sleep};
 use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
@@ -21,7 +22,7 @@ use crate::message::Message;
 use crate::protocol::{
     decode, encode, ConnAck, Connect, ConnectReturnCode, DecodeError, LastWill, Packet, QoS, SubAck,
 };
-use crate::session::{Acked, Session};
+use crate::session::{Acked, QueueLimits, Session};
 
 /// Output beyond this many bytes stops reading until the peer catches up.
 const HIGH_WATER: usize = 64 * 1024;
@@ -161,6 +162,7 @@ where
         window: cx.broker.limits.max_inflight_messages.0,
         max_packet_size,
         more_to_send: true,
+        congested: None,
         connection_id,
     };
     encode(
@@ -196,7 +198,8 @@ where
     if close.publishes_will() {
         if let Some(will) = link.will.take() {
             debug!(client = %client_id, topic = %will.topic, "publishing will");
-            cx.broker.publish(Message {
+            // Nobody to pause here: the connection is ending.
+            let _ = cx.broker.publish(Message {
                 topic: will.topic,
                 payload: will.payload,
                 qos: will.qos,
@@ -261,6 +264,13 @@ where
         return None;
     }
     Some(connect)
+}
+
+/// Waits until `session`'s queue has room within `limits`.
+async fn wait_for_room(session: Option<&Session>, limits: QueueLimits) {
+    if let Some(session) = session {
+        session.room(limits).await;
+    }
 }
 
 /// A short unique suffix for generated client ids.
@@ -341,6 +351,9 @@ struct Link {
     max_packet_size: usize,
     /// The session may have messages waiting to be sent.
     more_to_send: bool,
+    /// A session whose queue this client's QoS 1/2 messages took beyond its limits:
+    /// reading pauses until it has room, so that nothing acknowledged is dropped.
+    congested: Option<Arc<Session>>,
     /// This connection's id, to tell whether the session is still attached to it.
     connection_id: u64,
 }
@@ -368,9 +381,11 @@ impl Link {
         tokio::pin!(expiry);
         let session = self.session.clone();
         let mut sizing = ReadSizing::default();
+        let limits = self.broker.queue_limits();
         loop {
             self.fill_output();
             sizing.prepare(input);
+            let congested = self.congested.clone();
             // Unbiased: a peer that keeps the socket writable must not starve reading
             // (its PINGREQs keep it alive), nor the keep-alive timer.
             tokio::select! {
@@ -384,19 +399,19 @@ impl Link {
                     }
                     Err(e) => return Close::Io(e),
                 },
-                read = reader.read_buf(input), if self.output.len() < HIGH_WATER => match read {
+                _ = wait_for_room(congested.as_deref(), limits), if congested.is_some() => {
+                    self.congested = None;
+                    // What was read before the pause, then the keep alive, resume.
+                    if let Err(close) = self.take_input(input, keep_alive, expiry.as_mut()) {
+                        return close;
+                    }
+                }
+                read = reader.read_buf(input), if self.output.len() < HIGH_WATER && congested.is_none() => match read {
                     Ok(0) => return Close::PeerClosed,
                     Ok(n) => {
                         sizing.record(n);
-                        match self.take_packets(input) {
-                            Ok(0) => {}
-                            // Keep alive counts whole control packets, not stray bytes.
-                            Ok(_) => {
-                                if let Some(keep_alive) = keep_alive {
-                                    expiry.as_mut().reset(Instant::now() + keep_alive);
-                                }
-                            }
-                            Err(close) => return close,
+                        if let Err(close) = self.take_input(input, keep_alive, expiry.as_mut()) {
+                            return close;
                         }
                         release_if_idle(input, sizing.chunk);
                         // Let the subscribers just woken run before reading more: without
@@ -408,7 +423,10 @@ impl Link {
                     Err(e) => return Close::Io(e),
                 },
                 _ = session.woken() => self.more_to_send = true,
-                _ = &mut expiry, if keep_alive.is_some() => return Close::KeepAliveExpired,
+                // Not while paused: it is the broker that is not reading then.
+                _ = &mut expiry, if keep_alive.is_some() && congested.is_none() => {
+                    return Close::KeepAliveExpired;
+                }
             }
         }
     }
@@ -423,23 +441,45 @@ impl Link {
             // flight when it attached, and sends everything queued after it.
             if state.attachment.as_ref().map(|a| a.connection_id) == Some(self.connection_id) {
                 state.drain(self.window, &mut self.output, LOW_WATER);
+                if state.take_room_made(self.broker.queue_limits()) {
+                    drop(state);
+                    self.session.room_made();
+                }
             }
             // Anything left waits for room: an acknowledgement or a write sets this again.
             self.more_to_send = self.output.len() >= LOW_WATER;
         }
     }
 
-    /// Handles every complete packet in `input`; returns how many there were.
+    /// Handles the complete packets in `input` and, if there were any, restarts the
+    /// keep-alive timer: keep alive counts whole control packets, not stray bytes.
+    fn take_input(
+        &mut self,
+        input: &mut BytesMut,
+        keep_alive: Option<Duration>,
+        expiry: Pin<&mut Sleep>,
+    ) -> Result<(), Close> {
+        if self.take_packets(input)? > 0 {
+            if let Some(keep_alive) = keep_alive {
+                expiry.reset(Instant::now() + keep_alive);
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles complete packets in `input`; returns how many. Stops early when a publish
+    /// congests a queue: the rest waits in `input` until the pause ends.
     fn take_packets(&mut self, input: &mut BytesMut) -> Result<usize, Close> {
         let mut handled = 0;
-        loop {
+        while self.congested.is_none() {
             match decode(input, self.max_packet_size) {
                 Ok(Some(packet)) => self.handle(packet)?,
-                Ok(None) => return Ok(handled),
+                Ok(None) => break,
                 Err(e) => return Err(Close::Protocol(e.to_string())),
             }
             handled += 1;
         }
+        Ok(handled)
     }
 
     fn handle(&mut self, packet: Packet) -> Result<(), Close> {
@@ -457,19 +497,21 @@ impl Link {
                     qos: publish.qos,
                     retain: publish.retain,
                 };
-                match publish.qos {
+                let congested = match publish.qos {
                     QoS::AtMostOnce => self.broker.publish(message),
                     QoS::AtLeastOnce => {
-                        self.broker.publish(message);
                         encode(&Packet::PubAck(publish.pkid), &mut self.output);
+                        self.broker.publish(message)
                     }
                     QoS::ExactlyOnce => {
-                        // Delivered on first receipt; a resend before PUBREL is not.
-                        if self.session.lock().receive_qos2(publish.pkid) {
-                            self.broker.publish(message);
-                        }
                         encode(&Packet::PubRec(publish.pkid), &mut self.output);
+                        // Delivered on first receipt; a resend before PUBREL is not.
+                        let fresh = self.session.lock().receive_qos2(publish.pkid);
+                        fresh.then(|| self.broker.publish(message)).flatten()
                     }
+                };
+                if congested.is_some() {
+                    self.congested = congested;
                 }
             }
             Packet::PubRel(pkid) => {

@@ -22,6 +22,8 @@ pub struct Session {
     state: Mutex<SessionState>,
     /// Signals the attached connection that there is something to send.
     wake: Notify,
+    /// Signals paused publishers that the queue may have room again.
+    room: Notify,
 }
 
 /// The connection currently attached to a session.
@@ -71,6 +73,9 @@ pub struct SessionState {
     pending_bytes: usize,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in the order they were sent.
     inflight: VecDeque<InFlight>,
+    /// A message went beyond the queue's limits since publishers were last told of
+    /// room: someone may be paused on this session.
+    congested: bool,
     /// QoS 2 packet ids received and acknowledged with PUBREC but not yet released.
     incoming_qos2: HashSet<u16>,
     last_pkid: u16,
@@ -88,8 +93,10 @@ pub struct QueueLimits {
 /// What happened to a message offered to a session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Offer {
-    /// Queued under this sequence number.
-    Queued(u64),
+    /// Queued under this sequence number; `congested` when the queue is now beyond its
+    /// limits (a connected client's QoS 1/2 message, never dropped for that: its
+    /// publisher is to pause until the queue has room).
+    Queued { seq: u64, congested: bool },
     /// The session's queue is full.
     QueueFull,
     /// The session is offline and does not keep messages of this QoS.
@@ -116,6 +123,7 @@ impl Session {
                 ..SessionState::default()
             }),
             wake: Notify::new(),
+            room: Notify::new(),
         }
     }
 
@@ -131,6 +139,30 @@ impl Session {
     pub async fn woken(&self) {
         self.wake.notified().await
     }
+
+    /// Returns once the queue has room within `limits` (see `SessionState::has_room`).
+    pub async fn room(&self, limits: QueueLimits) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a signal in between is not missed.
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.has_room(limits) {
+                    return;
+                }
+                // However the queue got full, the drain that makes room must signal.
+                state.congested = true;
+            }
+            notified.await;
+        }
+    }
+
+    /// Tells paused publishers to look at the queue again.
+    pub fn room_made(&self) {
+        self.room.notify_waiters();
+    }
 }
 
 impl SessionState {
@@ -138,21 +170,55 @@ impl SessionState {
         self.attachment.is_some()
     }
 
-    /// Queues `message` (already at its delivery QoS) unless that would exceed the
-    /// queue's limits. An offline session keeps only QoS 1 and 2.
+    /// Queues `message` (already at its delivery QoS) within the queue's limits. An
+    /// offline session keeps only QoS 1 and 2. A connected client's QoS 1/2 message is
+    /// queued even beyond the limits, up to twice them, and reported as congesting: its
+    /// publisher pauses instead, so that nothing acknowledged to it is dropped.
     pub fn offer(&mut self, message: Message, limits: QueueLimits) -> Offer {
         if !self.is_connected() && message.qos == QoS::AtMostOnce {
             return Offer::NotKept;
         }
-        if self.pending.len() >= limits.messages
-            || self.pending_bytes + message.payload.len() > limits.bytes
-        {
-            return Offer::QueueFull;
+        let size = message.payload.len();
+        let over = !self.within(limits, size);
+        if over {
+            let margin = QueueLimits {
+                messages: limits.messages.saturating_mul(2),
+                bytes: limits.bytes.saturating_mul(2),
+            };
+            let held_back = self.is_connected() && message.qos != QoS::AtMostOnce;
+            if !held_back || !self.within(margin, size) {
+                return Offer::QueueFull;
+            }
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.push(Queued { seq, message });
-        Offer::Queued(seq)
+        self.congested |= over;
+        Offer::Queued {
+            seq,
+            congested: over,
+        }
+    }
+
+    /// Whether one more message of `size` payload bytes fits in `limits`.
+    fn within(&self, limits: QueueLimits, size: usize) -> bool {
+        self.pending.len() < limits.messages && self.pending_bytes + size <= limits.bytes
+    }
+
+    /// Whether publishers paused on this session are due a signal: it was congested and
+    /// now has room. Clears the congestion.
+    pub fn take_room_made(&mut self, limits: QueueLimits) -> bool {
+        let due = self.congested && self.has_room(limits);
+        if due {
+            self.congested = false;
+        }
+        due
+    }
+
+    /// Whether a publisher paused for this session may go on: its queue is back within
+    /// `limits`, or it no longer holds messages back (offline or ended).
+    pub fn has_room(&self, limits: QueueLimits) -> bool {
+        !self.is_connected() || self.closed || self.within(limits, 0)
     }
 
     /// Puts back a message loaded from storage, keeping its sequence number.
@@ -284,4 +350,97 @@ fn publish(message: &Message, pkid: u16, dup: bool, out: &mut BytesMut) {
         pkid,
     };
     encode_publish(header, message.topic.as_str(), &message.payload, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::topic::TopicName;
+
+    fn message(qos: QoS) -> Message {
+        Message {
+            topic: TopicName::new(ByteString::from_static("t")).unwrap(),
+            payload: Bytes::from_static(b"x"),
+            qos,
+            retain: false,
+        }
+    }
+
+    fn connected_session() -> Arc<Session> {
+        let session = Arc::new(Session::new(ByteString::from_static("c"), false));
+        let (kick, _) = oneshot::channel();
+        session.lock().attachment = Some(Attachment {
+            connection_id: 1,
+            kick,
+        });
+        session
+    }
+
+    /// A queue filled exactly to its limit (no offer went beyond it) still wakes a
+    /// publisher that paused on it once a drain makes room.
+    #[tokio::test]
+    async fn a_paused_publisher_is_woken_by_the_drain_that_makes_room() {
+        let limits = QueueLimits {
+            messages: 2,
+            bytes: 1024,
+        };
+        let session = connected_session();
+        for _ in 0..2 {
+            let offer = session.lock().offer(message(QoS::AtLeastOnce), limits);
+            assert!(matches!(offer, Offer::Queued { congested: false, .. }));
+        }
+        let waiter = tokio::spawn({
+            let session = session.clone();
+            async move { session.room(limits).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let mut out = BytesMut::new();
+        let due = {
+            let mut state = session.lock();
+            state.drain(1, &mut out, usize::MAX);
+            state.take_room_made(limits)
+        };
+        assert!(due);
+        session.room_made();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the paused publisher is woken")
+            .unwrap();
+    }
+
+    #[test]
+    fn beyond_its_limits_a_queue_holds_qos1_for_connected_clients_and_drops_the_rest() {
+        let limits = QueueLimits {
+            messages: 1,
+            bytes: 1024,
+        };
+        let session = connected_session();
+        let mut state = session.lock();
+        assert!(matches!(
+            state.offer(message(QoS::AtLeastOnce), limits),
+            Offer::Queued { congested: false, .. }
+        ));
+        assert!(matches!(
+            state.offer(message(QoS::AtLeastOnce), limits),
+            Offer::Queued { congested: true, .. }
+        ));
+        // QoS 0 is dropped beyond the limits; QoS 1 is held up to twice them.
+        assert_eq!(state.offer(message(QoS::AtMostOnce), limits), Offer::QueueFull);
+        assert_eq!(state.offer(message(QoS::AtLeastOnce), limits), Offer::QueueFull);
+        // Offline, nothing goes beyond the limits.
+        state.attachment = None;
+        let mut out = BytesMut::new();
+        state.drain(10, &mut out, usize::MAX);
+        assert!(matches!(
+            state.offer(message(QoS::AtLeastOnce), limits),
+            Offer::Queued { congested: false, .. }
+        ));
+        assert_eq!(state.offer(message(QoS::AtLeastOnce), limits), Offer::QueueFull);
+    }
 }

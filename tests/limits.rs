@@ -412,3 +412,35 @@ async fn granted_qos_is_capped_by_max_qos() {
     assert_eq!(got.qos, QoS::AtLeastOnce);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn qos1_publishers_pause_for_a_full_queue_instead_of_losing_messages() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_queued_messages = 10).await;
+    let mut sub = broker.client("backlogged", true).await;
+    sub.subscribe(1, "bp", QoS::AtLeastOnce).await;
+    let mut publisher = broker.client("eager", true).await;
+    // 500 QoS 1 messages in one burst, far beyond the window and the queue.
+    let total = 500u16;
+    let mut burst = bytes::BytesMut::new();
+    for i in 1..=total {
+        let mut publish = v4::Publish::new("bp", QoS::AtLeastOnce, i.to_be_bytes().to_vec());
+        publish.pkid = i;
+        common::Encode::encode(&publish, &mut burst);
+    }
+    publisher.send(&burst).await;
+    // The subscriber gets every one, in order, acknowledging as it goes.
+    for i in 1..=total {
+        let got = sub.expect_publish().await;
+        assert_eq!(&got.payload[..], &i.to_be_bytes(), "message {i}");
+        sub.send_packet(v4::PubAck::new(got.pkid)).await;
+    }
+    sub.expect_nothing(Duration::from_millis(200)).await;
+    // And the publisher got a PUBACK for each.
+    for i in 1..=total {
+        assert_eq!(
+            publisher.recv().await,
+            Some(v4::Packet::PubAck(v4::PubAck::new(i)))
+        );
+    }
+    broker.stop().await;
+}
