@@ -401,7 +401,11 @@ impl Link {
                 },
                 _ = wait_for_room(congested.as_deref(), limits), if congested.is_some() => {
                     self.congested = None;
-                    // What was read before the pause, then the keep alive, resume.
+                    // The pause was the broker's doing: the keep alive starts afresh, and
+                    // what was read before it is handled now.
+                    if let Some(keep_alive) = keep_alive {
+                        expiry.as_mut().reset(Instant::now() + keep_alive);
+                    }
                     if let Err(close) = self.take_input(input, keep_alive, expiry.as_mut()) {
                         return close;
                     }

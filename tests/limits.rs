@@ -444,3 +444,35 @@ async fn qos1_publishers_pause_for_a_full_queue_instead_of_losing_messages() {
     }
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_paused_publisher_is_not_cut_off_by_its_keep_alive() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_queued_messages = 5).await;
+    let mut sub = broker.client("sluggish", true).await;
+    sub.subscribe(1, "ka", QoS::AtLeastOnce).await;
+    let mut publisher = broker.raw().await;
+    publisher
+        .send_packet(connect_packet("paused", true, 1))
+        .await;
+    publisher.expect_connack().await;
+    let mut burst = bytes::BytesMut::new();
+    for i in 1..=100u16 {
+        let mut publish = v4::Publish::new("ka", QoS::AtLeastOnce, i.to_be_bytes().to_vec());
+        publish.pkid = i;
+        common::Encode::encode(&publish, &mut burst);
+    }
+    publisher.send(&burst).await;
+    // The subscriber reads nothing for twice the publisher's 1.5 s keep-alive limit.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for _ in 0..100 {
+        let got = sub.expect_publish().await;
+        sub.send_packet(v4::PubAck::new(got.pkid)).await;
+    }
+    for i in 1..=100u16 {
+        assert_eq!(
+            publisher.recv().await,
+            Some(v4::Packet::PubAck(v4::PubAck::new(i)))
+        );
+    }
+    broker.stop().await;
+}
