@@ -53,7 +53,7 @@ else
         "round-trip-q2|round-trip --qos 2 --window 16 --duration 5|acks_per_s rtt_p50_us rtt_p99_us"
         "latency|latency --rate 10000 --duration 5|latency_p50_us latency_p99_us latency_p999_us"
         "fan-out-1k|fan-out --subscribers 1000 --rate 100 --duration 5|deliveries_per_s lag_p99_us behind"
-        "fan-out-10k|fan-out --subscribers 10000 --rate 50 --duration 5|deliveries_per_s lag_p99_us behind"
+        "fan-out-10k|fan-out --subscribers 10000 --rate 100 --duration 5|deliveries_per_s lag_p99_us behind"
         "idle|idle --connections 19000 --hold 5|connect_s rss_hold_kb kb_per_conn|fresh"
         "retained-100k|retained --count 100000|store_per_s deliver_s rss_loaded_kb rss_cleared_kb|fresh"
         "retained-1m|retained --count 1000000|store_per_s deliver_s rss_loaded_kb rss_cleared_kb|fresh"
