@@ -392,7 +392,13 @@ mod tests {
         let session = connected_session();
         for _ in 0..2 {
             let offer = session.lock().offer(message(QoS::AtLeastOnce), limits);
-            assert!(matches!(offer, Offer::Queued { congested: false, .. }));
+            assert!(matches!(
+                offer,
+                Offer::Queued {
+                    congested: false,
+                    ..
+                }
+            ));
         }
         let waiter = tokio::spawn({
             let session = session.clone();
@@ -424,23 +430,41 @@ mod tests {
         let mut state = session.lock();
         assert!(matches!(
             state.offer(message(QoS::AtLeastOnce), limits),
-            Offer::Queued { congested: false, .. }
+            Offer::Queued {
+                congested: false,
+                ..
+            }
         ));
         assert!(matches!(
             state.offer(message(QoS::AtLeastOnce), limits),
-            Offer::Queued { congested: true, .. }
+            Offer::Queued {
+                congested: true,
+                ..
+            }
         ));
         // QoS 0 is dropped beyond the limits; QoS 1 is held up to twice them.
-        assert_eq!(state.offer(message(QoS::AtMostOnce), limits), Offer::QueueFull);
-        assert_eq!(state.offer(message(QoS::AtLeastOnce), limits), Offer::QueueFull);
+        assert_eq!(
+            state.offer(message(QoS::AtMostOnce), limits),
+            Offer::QueueFull
+        );
+        assert_eq!(
+            state.offer(message(QoS::AtLeastOnce), limits),
+            Offer::QueueFull
+        );
         // Offline, nothing goes beyond the limits.
         state.attachment = None;
         let mut out = BytesMut::new();
         state.drain(10, &mut out, usize::MAX);
         assert!(matches!(
             state.offer(message(QoS::AtLeastOnce), limits),
-            Offer::Queued { congested: false, .. }
+            Offer::Queued {
+                congested: false,
+                ..
+            }
         ));
-        assert_eq!(state.offer(message(QoS::AtLeastOnce), limits), Offer::QueueFull);
+        assert_eq!(
+            state.offer(message(QoS::AtLeastOnce), limits),
+            Offer::QueueFull
+        );
     }
 }
