@@ -126,15 +126,22 @@ where
     else {
         return;
     };
+    // Only what the connection keeps: the rest (credentials) is dropped here rather than
+    // held in this task for its lifetime.
+    let Connect {
+        clean_session,
+        keep_alive,
+        client_id,
+        will,
+        ..
+    } = connect;
     let connection_id = cx.broker.next_connection_id();
-    let client_id = if connect.client_id.is_empty() {
+    let client_id = if client_id.is_empty() {
         format!("auto-{}", uuid_like(connection_id)).into()
     } else {
-        connect.client_id.clone()
+        client_id
     };
-    let attached = cx
-        .broker
-        .attach(&client_id, connect.clean_session, connection_id);
+    let attached = cx.broker.attach(&client_id, clean_session, connection_id);
     let Attached {
         session,
         session_present,
@@ -149,15 +156,15 @@ where
     info!(
         %peer,
         client = %client_id,
-        clean_session = connect.clean_session,
-        keep_alive = connect.keep_alive,
+        clean_session,
+        keep_alive,
         session_present,
         "client connected"
     );
     let mut link = Link {
         broker: cx.broker.clone(),
         session: session.clone(),
-        will: connect.will,
+        will,
         output: BytesMut::new(),
         window: cx.broker.limits.max_inflight_messages.0,
         max_packet_size,
@@ -173,8 +180,7 @@ where
         &mut link.output,
     );
     session.lock().resend_inflight(&mut link.output);
-    let keep_alive = (connect.keep_alive > 0)
-        .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let keep_alive = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     // Packets the client sent right behind CONNECT are already in the buffer.
     let close = match link.take_packets(&mut input) {
         Err(close) => close,
