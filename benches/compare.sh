@@ -42,8 +42,8 @@ if [ "$QUICK" = 1 ]; then
         "latency|latency --rate 10000 --duration 1|latency_p50_us latency_p99_us latency_p999_us"
         "fan-out-1k|fan-out --subscribers 1000 --rate 50 --duration 1|deliveries_per_s lag_p99_us behind"
         "idle|idle --connections 1000 --hold 1|connect_s rss_hold_kb kb_per_conn|fresh"
-        "retained-10k|retained --count 10000|store_per_s deliver_s rss_loaded_kb rss_cleared_kb|fresh"
-        "offline-queue|offline-queue --sessions 50 --messages 50|drain_ms"
+        "retained-10k|retained --count 10000|store_per_s deliver_s rss_loaded_kb retained_kib_per_msg rss_cleared_kb|fresh"
+        "offline-queue|offline-queue --sessions 50 --messages 50|queued_kib_per_msg drain_ms|fresh"
     )
 else
     VARIANTS=(
@@ -55,9 +55,9 @@ else
         "fan-out-1k|fan-out --subscribers 1000 --rate 100 --duration 5|deliveries_per_s lag_p99_us behind"
         "fan-out-10k|fan-out --subscribers 10000 --rate 100 --duration 5|deliveries_per_s lag_p99_us behind"
         "idle|idle --connections 19000 --hold 5|connect_s rss_hold_kb kb_per_conn|fresh"
-        "retained-100k|retained --count 100000|store_per_s deliver_s rss_loaded_kb rss_cleared_kb|fresh"
-        "retained-1m|retained --count 1000000|store_per_s deliver_s rss_loaded_kb rss_cleared_kb|fresh"
-        "offline-queue|offline-queue --sessions 100 --messages 500|drain_ms"
+        "retained-100k|retained --count 100000|store_per_s deliver_s rss_loaded_kb retained_kib_per_msg rss_cleared_kb|fresh"
+        "retained-1m|retained --count 1000000|store_per_s deliver_s rss_loaded_kb retained_kib_per_msg rss_cleared_kb|fresh"
+        "offline-queue|offline-queue --sessions 1000 --messages 100|queued_kib_per_msg drain_ms|fresh"
     )
 fi
 if [ "$LIST" = 1 ]; then

@@ -21,6 +21,8 @@ const CONNECT_CONCURRENCY: usize = 200;
 const QUIET: Duration = Duration::from_secs(1);
 /// Extra time a run may take to deliver after the publishers stop.
 const DELIVERY_GRACE: Duration = Duration::from_secs(20);
+/// Pause before a memory reading that should see the broker at rest.
+const SETTLE: Duration = Duration::from_secs(1);
 
 fn tag() -> String {
     let ms = SystemTime::now()
@@ -400,9 +402,16 @@ pub async fn retained(a: &Args) -> Outcome {
     let mut r = Report::new("retained");
     r.add("count", count as f64);
     r.memory(pid, "before");
+    let before = pid.and_then(crate::report::read_memory);
     let store_s = publish_retained(a, &tag, count, a.num("payload", 64)? as usize).await?;
     r.add("store_per_s", count as f64 / store_s.max(1e-6));
     r.memory(pid, "loaded");
+    if let (Some((rss0, _)), Some((rss1, _))) = (before, pid.and_then(crate::report::read_memory)) {
+        r.add(
+            "retained_kib_per_msg",
+            rss1.saturating_sub(rss0) as f64 / count.max(1) as f64,
+        );
+    }
     let (inbox, deliver_s) = receive_retained(a, &tag, count, Duration::from_secs(3)).await?;
     r.add("deliver_s", deliver_s);
     r.add(
@@ -431,25 +440,44 @@ pub async fn retained(a: &Args) -> Outcome {
 }
 
 /// S persistent sessions subscribe and leave, M QoS 1 messages each are published, all
-/// reconnect: time until every queued message arrived.
+/// reconnect: the broker's memory per queued message (VmRSS once everything is queued
+/// less VmRSS before publishing, both read with the sessions offline) and the time from
+/// reconnecting until every queued message arrived.
 pub async fn offline_queue(a: &Args) -> Outcome {
     let sessions = a.num("sessions", 100)?;
     let messages = a.num("messages", 100)?;
     let addr = a.addr()?;
+    let pid = a.pid()?;
+    let mut r = Report::new("offline-queue");
+    r.add("sessions", sessions as f64);
+    r.add("messages", messages as f64);
     let tag = tag();
     let ids: Vec<String> = (0..sessions).map(|i| format!("lg-{tag}-q{i}")).collect();
+    // Every session subscribes before any leaves: rumqttd (0.20) can close a connection
+    // that is still subscribing when others disconnect meanwhile.
+    let permits = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut set = JoinSet::new();
     for (i, id) in ids.iter().enumerate() {
         let (id, filter) = (id.clone(), format!("lg/{tag}/q/{i}"));
+        let permits = permits.clone();
         set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
             let (mut conn, _) = Conn::open(addr, &id, false).await?;
             conn.subscribe(&[&filter], 1).await?;
-            conn.disconnect().await
+            Ok::<_, std::io::Error>(conn)
         });
     }
+    let mut subscribed = Vec::new();
     while let Some(joined) = set.join_next().await {
-        joined??;
+        subscribed.push(joined??);
     }
+    for conn in subscribed {
+        conn.disconnect().await?;
+    }
+    // Let the broker finish handling the DISCONNECTs before the baseline.
+    tokio::time::sleep(SETTLE).await;
+    r.memory(pid, "before");
+    let before = pid.and_then(crate::report::read_memory);
 
     let (mut conn, _) = Conn::open(addr, &format!("lg-{tag}-qp"), true).await?;
     let mut spec = pub_spec(a, 1, None)?;
@@ -462,6 +490,16 @@ pub async fn offline_queue(a: &Args) -> Outcome {
     })
     .await?;
     conn.disconnect().await?;
+    // Every PUBLISH is acknowledged; give a broker that queues asynchronously (and the
+    // publisher's DISCONNECT) time to settle before reading what the queues hold.
+    tokio::time::sleep(SETTLE).await;
+    r.memory(pid, "queued");
+    if let (Some((rss0, _)), Some((rss1, _))) = (before, pid.and_then(crate::report::read_memory)) {
+        r.add(
+            "queued_kib_per_msg",
+            rss1.saturating_sub(rss0) as f64 / (sessions * messages).max(1) as f64,
+        );
+    }
 
     let start = Instant::now();
     let deadline = start + Duration::from_secs(120);
@@ -486,9 +524,6 @@ pub async fn offline_queue(a: &Args) -> Outcome {
         last = last.max(inbox.last_at.unwrap_or(start));
     }
     let drain = (last - start).as_secs_f64();
-    let mut r = Report::new("offline-queue");
-    r.add("sessions", sessions as f64);
-    r.add("messages", messages as f64);
     r.add(
         "queue_per_s",
         stats.sent as f64 / (stats.finished - stats.started).as_secs_f64(),
@@ -506,6 +541,6 @@ pub async fn offline_queue(a: &Args) -> Outcome {
     for conn in connect_many(addr, ids, true, None, 256).await? {
         conn.disconnect().await?;
     }
-    r.memory(a.pid()?, "end");
+    r.memory(pid, "end");
     Ok(r)
 }
