@@ -1,7 +1,7 @@
 //! The state shared by every connection: sessions, subscriptions, retained messages.
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -324,22 +324,37 @@ impl Broker {
         session: &Arc<Session>,
         filters: &[(ByteString, QoS)],
     ) -> Vec<SubscribeReturnCode> {
-        filters
+        // A filter repeated later in the same packet replaces its subscription at once,
+        // so retained messages are sent only for its last occurrence.
+        let mut seen = HashSet::with_capacity(filters.len());
+        let last: Vec<bool> = filters
             .iter()
-            .enumerate()
-            .map(|(i, (raw, requested))| {
-                // A filter repeated later in the same packet replaces this subscription
-                // at once, so its retained messages are sent only for the last one.
-                let superseded = filters[i + 1..].iter().any(|(later, _)| later == raw);
-                match self.subscribe_one(session, raw, *requested, !superseded) {
+            .rev()
+            .map(|(raw, _)| seen.insert(&**raw))
+            .collect();
+        let mut refused = None;
+        let codes: Vec<_> = filters
+            .iter()
+            .zip(last.into_iter().rev())
+            .map(|((raw, requested), last)| {
+                match self.subscribe_one(session, raw, *requested, last) {
                     Ok(qos) => SubscribeReturnCode::Granted(qos),
                     Err(why) => {
-                        warn!(client = %session.client_id, filter = %raw, "subscription refused: {why}");
+                        refused.get_or_insert((raw, why));
                         SubscribeReturnCode::Failure
                     }
                 }
             })
-            .collect()
+            .collect();
+        // One line a packet, however many filters it refuses.
+        if let Some((filter, why)) = refused {
+            let count = codes
+                .iter()
+                .filter(|c| **c == SubscribeReturnCode::Failure)
+                .count();
+            warn!(client = %session.client_id, %filter, count, "subscription refused: {why}");
+        }
+        codes
     }
 
     /// One filter of a SUBSCRIBE: the granted QoS, or why it is refused.

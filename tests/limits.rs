@@ -476,3 +476,25 @@ async fn a_paused_publisher_is_not_cut_off_by_its_keep_alive() {
     }
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_filter_repeated_in_one_subscribe_replays_retained_messages_once() {
+    let broker = TestBroker::start().await;
+    let mut publisher = broker.client("keeper", true).await;
+    publisher
+        .publish("dup/t", QoS::AtMostOnce, b"kept", true, 0)
+        .await;
+    let mut sub = broker.client("repeater", true).await;
+    let mut subscribe = v4::Subscribe::new("dup/#", QoS::AtMostOnce);
+    subscribe.add("dup/#".into(), QoS::AtLeastOnce);
+    subscribe.add("dup/#".into(), QoS::AtMostOnce);
+    subscribe.pkid = 1;
+    sub.send_packet(subscribe).await;
+    match sub.recv().await {
+        Some(v4::Packet::SubAck(ack)) => assert_eq!(ack.return_codes.len(), 3),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    assert_eq!(&sub.expect_publish().await.payload[..], b"kept");
+    sub.expect_nothing(Duration::from_millis(300)).await;
+    broker.stop().await;
+}
