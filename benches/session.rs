@@ -34,7 +34,7 @@ fn connected_session() -> Session {
     let (kick, _) = oneshot::channel();
     session.lock().attachment = Some(Attachment {
         connection_id: 1,
-        kick,
+        kick: Some(kick),
     });
     session
 }

@@ -2,7 +2,7 @@
 
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ use crate::message::Message;
 use crate::protocol::{ConnectReturnCode, QoS, SubscribeReturnCode};
 use crate::retained::RetainedStore;
 use crate::router::{Subscriber, SubscriptionTree};
-use crate::session::{Attachment, Offer, QueueLimits, Queued, Session};
+use crate::session::{Attachment, Kick, Offer, QueueLimits, Queued, Session};
 use crate::storage::{Change, Storage, StorageError};
 use crate::topic::{level_count, TopicFilter};
 
@@ -27,6 +27,8 @@ pub struct Broker {
     retained: RwLock<RetainedStore>,
     storage: Arc<dyn Storage>,
     next_connection_id: AtomicU64,
+    /// Set once the server stops: no session is attached any more.
+    shutting_down: AtomicBool,
 }
 
 /// How one message is offered to one session.
@@ -41,8 +43,8 @@ struct Delivery {
 pub struct Attached {
     pub session: Arc<Session>,
     pub session_present: bool,
-    /// Fires when a later connection takes the session over.
-    pub kicked: oneshot::Receiver<()>,
+    /// Fires when a later connection takes the session over, or the server stops.
+    pub kicked: oneshot::Receiver<Kick>,
 }
 
 impl Broker {
@@ -57,6 +59,7 @@ impl Broker {
             retained: RwLock::default(),
             storage,
             next_connection_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
         };
         let mut queued_total = 0;
         for (client_id, stored) in snapshot.sessions {
@@ -116,16 +119,18 @@ impl Broker {
         connection_id: u64,
     ) -> Result<Attached, ConnectReturnCode> {
         let mut sessions = lock(&self.sessions);
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(ConnectReturnCode::ServerUnavailable);
+        }
         let existing = sessions.get(client_id).cloned();
         if existing.is_none() && sessions.len() >= self.limits.max_sessions {
             warn!(client = %client_id, "session limit reached, connection refused");
             return Err(ConnectReturnCode::ServerUnavailable);
         }
         if let Some(old) = &existing {
-            if let Some(previous) = old.lock().attachment.take() {
+            if let Some(mut previous) = old.lock().attachment.take() {
                 info!(client = %client_id, "session taken over by a new connection");
-                // The old connection may already be gone; then nobody listens.
-                let _ = previous.kick.send(());
+                previous.kick(Kick::TakenOver);
             }
         }
         let (session, session_present) = match existing {
@@ -149,13 +154,24 @@ impl Broker {
         let (kick, kicked) = oneshot::channel();
         session.lock().attachment = Some(Attachment {
             connection_id,
-            kick,
+            kick: Some(kick),
         });
         Ok(Attached {
             session,
             session_present,
             kicked,
         })
+    }
+
+    /// Ends every attached connection for shutdown, and refuses new ones from now on.
+    pub fn shut_down(&self) {
+        let sessions = lock(&self.sessions);
+        self.shutting_down.store(true, Ordering::Relaxed);
+        for session in sessions.values() {
+            if let Some(attachment) = session.lock().attachment.as_mut() {
+                attachment.kick(Kick::Shutdown);
+            }
+        }
     }
 
     /// Detaches connection `connection_id` from `session`, unless another connection

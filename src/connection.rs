@@ -22,7 +22,7 @@ use crate::message::Message;
 use crate::protocol::{
     decode, encode, ConnAck, Connect, ConnectReturnCode, DecodeError, LastWill, Packet, QoS, SubAck,
 };
-use crate::session::{Acked, QueueLimits, Session};
+use crate::session::{Acked, Kick, QueueLimits, Session};
 
 /// Output beyond this many bytes stops reading until the peer catches up.
 const HIGH_WATER: usize = 64 * 1024;
@@ -190,7 +190,7 @@ where
                 writer: &mut writer,
                 input: &mut input,
             };
-            link.run(stream, keep_alive, kicked, &mut cx.shutdown).await
+            link.run(stream, keep_alive, kicked).await
         }
     };
     match &close {
@@ -370,8 +370,7 @@ impl Link {
         &mut self,
         stream: Stream<'_, R, W>,
         keep_alive: Option<Duration>,
-        mut kicked: oneshot::Receiver<()>,
-        shutdown: &mut watch::Receiver<bool>,
+        mut kicked: oneshot::Receiver<Kick>,
     ) -> Close
     where
         R: AsyncRead + Unpin,
@@ -395,8 +394,10 @@ impl Link {
             // Unbiased: a peer that keeps the socket writable must not starve reading
             // (its PINGREQs keep it alive), nor the keep-alive timer.
             tokio::select! {
-                _ = &mut kicked => return Close::TakenOver,
-                _ = shutdown.changed() => return Close::Shutdown,
+                kick = &mut kicked => return match kick {
+                    Ok(Kick::Shutdown) => Close::Shutdown,
+                    Ok(Kick::TakenOver) | Err(_) => Close::TakenOver,
+                },
                 written = writer.write(&self.output), if !self.output.is_empty() => match written {
                     Ok(0) => return Close::PeerClosed,
                     Ok(n) => {

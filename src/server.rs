@@ -21,6 +21,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A broker serving its listeners.
 pub struct Server {
+    broker: Arc<Broker>,
     local_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     /// Closes when every task holding a sender has finished.
@@ -92,6 +93,7 @@ impl Server {
             )));
         }
         Ok(Server {
+            broker,
             local_addrs,
             shutdown,
             finished,
@@ -107,7 +109,10 @@ impl Server {
     /// Stops accepting, closes every connection (publishing wills where due) and waits
     /// until each has finished.
     pub async fn shutdown(mut self) {
+        // Connections still in their CONNECT handshake watch this channel; attached ones
+        // are kicked through their session.
         let _ = self.shutdown.send(true);
+        self.broker.shut_down();
         for accept in &self.accept_loops {
             accept.abort();
         }

@@ -29,8 +29,26 @@ pub struct Session {
 /// The connection currently attached to a session.
 pub struct Attachment {
     pub connection_id: u64,
-    /// Fired when another connection takes the session over.
-    pub kick: oneshot::Sender<()>,
+    /// Ends the connection: fired (and taken) when another connection takes the session
+    /// over or the server shuts down.
+    pub kick: Option<oneshot::Sender<Kick>>,
+}
+
+/// Why a connection is ended from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    TakenOver,
+    Shutdown,
+}
+
+impl Attachment {
+    /// Ends the attached connection for `why`, if it was not already told to end.
+    pub fn kick(&mut self, why: Kick) {
+        if let Some(kick) = self.kick.take() {
+            // The connection may already be gone; then nobody listens.
+            let _ = kick.send(why);
+        }
+    }
 }
 
 /// A message waiting to be sent, with its position in the session's sequence.
@@ -376,7 +394,7 @@ mod tests {
         let (kick, _) = oneshot::channel();
         session.lock().attachment = Some(Attachment {
             connection_id: 1,
-            kick,
+            kick: Some(kick),
         });
         session
     }
