@@ -421,13 +421,7 @@ async fn qos1_publishers_pause_for_a_full_queue_instead_of_losing_messages() {
     let mut publisher = broker.client("eager", true).await;
     // 500 QoS 1 messages in one burst, far beyond the window and the queue.
     let total = 500u16;
-    let mut burst = bytes::BytesMut::new();
-    for i in 1..=total {
-        let mut publish = v4::Publish::new("bp", QoS::AtLeastOnce, i.to_be_bytes().to_vec());
-        publish.pkid = i;
-        common::Encode::encode(&publish, &mut burst);
-    }
-    publisher.send(&burst).await;
+    publisher.send(&common::qos1_burst("bp", total)).await;
     // The subscriber gets every one, in order, acknowledging as it goes.
     for i in 1..=total {
         let got = sub.expect_publish().await;
@@ -455,13 +449,7 @@ async fn a_paused_publisher_is_not_cut_off_by_its_keep_alive() {
         .send_packet(connect_packet("paused", true, 1))
         .await;
     publisher.expect_connack().await;
-    let mut burst = bytes::BytesMut::new();
-    for i in 1..=100u16 {
-        let mut publish = v4::Publish::new("ka", QoS::AtLeastOnce, i.to_be_bytes().to_vec());
-        publish.pkid = i;
-        common::Encode::encode(&publish, &mut burst);
-    }
-    publisher.send(&burst).await;
+    publisher.send(&common::qos1_burst("ka", 100)).await;
     // The subscriber reads nothing for twice the publisher's 1.5 s keep-alive limit.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for _ in 0..100 {

@@ -358,3 +358,15 @@ pub async fn expect_message(client: &mut RawClient, topic: &str, payload: &[u8])
     assert_eq!(&publish.payload[..], payload, "{publish:?}");
     publish
 }
+
+/// QoS 1 PUBLISHes with packet ids 1..=`count` to `topic`, each carrying its id as the
+/// payload (big-endian), encoded back to back: a burst sent in one write.
+pub fn qos1_burst(topic: &str, count: u16) -> BytesMut {
+    let mut burst = BytesMut::new();
+    for pkid in 1..=count {
+        let mut publish = v4::Publish::new(topic, QoS::AtLeastOnce, pkid.to_be_bytes().to_vec());
+        publish.pkid = pkid;
+        publish.encode(&mut burst);
+    }
+    burst
+}
