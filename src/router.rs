@@ -1,6 +1,7 @@
 //! The subscription tree shared by all connections: which sessions want a topic.
 
 use std::collections::HashMap;
+use std::str::Split;
 use std::sync::Arc;
 
 use bytestring::ByteString;
@@ -50,9 +51,8 @@ impl SubscriptionTree {
     /// Every session subscribed to a filter matching `topic`, once each, with the
     /// highest QoS among its matching subscriptions.
     pub fn matches(&self, topic: &TopicName) -> Vec<Subscriber> {
-        let levels: Vec<&str> = topic.levels().collect();
         let mut found: Vec<Subscriber> = Vec::new();
-        collect(&self.root, &levels, topic.is_system(), &mut |node| {
+        collect(&self.root, topic.levels(), topic.is_system(), &mut |node| {
             found.extend(node.value.values().cloned())
         });
         if found.len() > 1 {
@@ -71,9 +71,11 @@ impl SubscriptionTree {
     }
 }
 
+/// Walks the tree along the topic's remaining `levels`; the iterator is cloned where the
+/// walk branches, so a publish allocates nothing to split its topic.
 fn collect(
     node: &Node<Subscribers>,
-    levels: &[&str],
+    mut levels: Split<'_, char>,
     system_root: bool,
     add: &mut impl FnMut(&Node<Subscribers>),
 ) {
@@ -83,17 +85,17 @@ fn collect(
             add(hash);
         }
     }
-    let Some((level, rest)) = levels.split_first() else {
+    let Some(level) = levels.next() else {
         add(node);
         return;
     };
     if !system_root {
         if let Some(plus) = node.child("+") {
-            collect(plus, rest, false, add);
+            collect(plus, levels.clone(), false, add);
         }
     }
     if let Some(child) = node.child(level) {
-        collect(child, rest, false, add);
+        collect(child, levels, false, add);
     }
 }
 
