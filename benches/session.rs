@@ -15,7 +15,6 @@ use herald::message::Message;
 use herald::protocol::QoS;
 use herald::session::{Acked, Attachment, Offer, QueueLimits, Session};
 use herald::topic::TopicName;
-use tokio::sync::oneshot;
 
 /// Messages offered, then drained, per iteration.
 const BATCH: usize = 100;
@@ -31,11 +30,7 @@ const LIMITS: QueueLimits = QueueLimits {
 /// A session with a connection attached, so QoS 0 messages are queued too.
 fn connected_session() -> Session {
     let session = Session::new(ByteString::from_static("bench-client"), false);
-    let (kick, _) = oneshot::channel();
-    session.lock().attachment = Some(Attachment {
-        connection_id: 1,
-        kick: Some(kick),
-    });
+    session.lock().attachment = Some(Attachment::new(1, None));
     session
 }
 

@@ -2,15 +2,17 @@
 
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, error, info, warn};
 
 use crate::config::MqttConfig;
+use crate::keep_alive::KeepAliveQueue;
 use crate::locks::{lock, read, write};
 use crate::message::Message;
 use crate::protocol::{ConnectReturnCode, QoS, SubscribeReturnCode};
@@ -29,6 +31,30 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     /// Set once the server stops: no session is attached any more.
     shutting_down: AtomicBool,
+    /// Connections with keep alive, for the sweeper (see `keep_alive`).
+    pub keep_alives: Arc<KeepAliveQueue>,
+    /// Signals publishers paused on a congested queue that some queue made room.
+    room: Notify,
+    /// A permit for each connection that may still open (`max_connections`).
+    admission: Semaphore,
+}
+
+/// An open connection's place within `max_connections`, given back when dropped; it
+/// also is the connection's handle on the broker.
+pub struct Admitted(Arc<Broker>);
+
+impl Deref for Admitted {
+    type Target = Arc<Broker>;
+
+    fn deref(&self) -> &Arc<Broker> {
+        &self.0
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.admission.add_permits(1);
+    }
 }
 
 /// How one message is offered to one session.
@@ -43,8 +69,6 @@ struct Delivery {
 pub struct Attached {
     pub session: Arc<Session>,
     pub session_present: bool,
-    /// Fires when a later connection takes the session over, or the server stops.
-    pub kicked: oneshot::Receiver<Kick>,
 }
 
 impl Broker {
@@ -53,13 +77,16 @@ impl Broker {
         let started = Instant::now();
         let snapshot = storage.load()?;
         let broker = Broker {
-            limits,
             sessions: Mutex::default(),
             subscriptions: RwLock::default(),
             retained: RwLock::default(),
             storage,
             next_connection_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
+            keep_alives: Arc::default(),
+            room: Notify::new(),
+            admission: Semaphore::new(limits.max_connections.0),
+            limits,
         };
         let mut queued_total = 0;
         for (client_id, stored) in snapshot.sessions {
@@ -96,6 +123,18 @@ impl Broker {
         Ok(broker)
     }
 
+    /// Admits one more connection, unless `max_connections` are open.
+    pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
+        self.admission.try_acquire().ok()?.forget();
+        Some(Admitted(self.clone()))
+    }
+
+    /// Returns once every admitted connection has ended.
+    pub async fn connections_closed(&self) {
+        let all = u32::try_from(self.limits.max_connections.0).unwrap_or(u32::MAX);
+        let _ = self.admission.acquire_many(all).await;
+    }
+
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -108,7 +147,8 @@ impl Broker {
 
     /// Attaches connection `connection_id` to the session of `client_id`: resumed when
     /// `clean_session` is false and one exists, otherwise new. A connection attached
-    /// before is kicked off.
+    /// before is kicked off. The connection is to be heard from within `keep_alive`
+    /// (already 1.5 times the client's value), if any.
     ///
     /// Refused with the CONNACK return code to send when the broker holds
     /// `max_sessions` sessions and this client id has none.
@@ -117,6 +157,7 @@ impl Broker {
         client_id: &ByteString,
         clean_session: bool,
         connection_id: u64,
+        keep_alive: Option<Duration>,
     ) -> Result<Attached, ConnectReturnCode> {
         let mut sessions = lock(&self.sessions);
         if self.shutting_down.load(Ordering::Relaxed) {
@@ -151,15 +192,16 @@ impl Broker {
                 (session, false)
             }
         };
-        let (kick, kicked) = oneshot::channel();
-        session.lock().attachment = Some(Attachment {
-            connection_id,
-            kick: Some(kick),
-        });
+        let deadline = keep_alive.map(|keep_alive| Instant::now() + keep_alive);
+        session.lock().attachment = Some(Attachment::new(connection_id, deadline));
+        // The sweeper locks sessions under its own lock: never the other way round.
+        drop(sessions);
+        if let Some(deadline) = deadline {
+            self.keep_alives.watch(&session, connection_id, deadline);
+        }
         Ok(Attached {
             session,
             session_present,
-            kicked,
         })
     }
 
@@ -184,7 +226,7 @@ impl Broker {
         }
         state.attachment = None;
         // An offline session no longer holds publishers back.
-        session.room_made();
+        self.room_made();
         if !state.persistent {
             drop(state);
             sessions.remove(&session.client_id);
@@ -197,7 +239,7 @@ impl Broker {
     fn discard(&self, session: &Arc<Session>) {
         let mut state = session.lock();
         state.closed = true;
-        session.room_made();
+        self.room_made();
         let mut tree = write(&self.subscriptions);
         for filter in state.subscriptions.keys() {
             tree.remove(filter, &session.client_id);
@@ -311,8 +353,11 @@ impl Broker {
                         message,
                     }]);
                 }
+                let waker = state.signal();
                 drop(state);
-                session.wake();
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
             }
             Offer::QueueFull => {
                 debug!(client = %session.client_id, "queue full, message dropped")
@@ -320,6 +365,26 @@ impl Broker {
             Offer::NotKept => {}
         }
         offer
+    }
+
+    /// Returns once `session`'s queue has room within `limits` (see
+    /// `SessionState::has_room`).
+    pub async fn room(&self, session: &Session, limits: QueueLimits) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a signal in between is not missed.
+            notified.as_mut().enable();
+            if session.lock().check_room(limits) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Tells paused publishers to look at their congested queues again.
+    pub fn room_made(&self) {
+        self.room.notify_waiters();
     }
 
     /// The queued message `seq` of `session` was acknowledged: forget it.
@@ -458,5 +523,63 @@ impl Broker {
                 }]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Bytes, BytesMut};
+
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use crate::topic::TopicName;
+
+    /// A queue filled exactly to its limit (no offer went beyond it) still wakes a
+    /// publisher that paused on it once a drain makes room.
+    #[tokio::test]
+    async fn a_paused_publisher_is_woken_by_the_drain_that_makes_room() {
+        let broker = Arc::new(
+            Broker::new(MqttConfig::default(), Arc::new(MemoryStorage::default())).unwrap(),
+        );
+        let limits = QueueLimits {
+            messages: 2,
+            bytes: 1024,
+        };
+        let session = Arc::new(Session::new(ByteString::from_static("c"), false));
+        session.lock().attachment = Some(Attachment::new(1, None));
+        let message = Message {
+            topic: TopicName::new(ByteString::from_static("t")).unwrap(),
+            payload: Bytes::from_static(b"x"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        };
+        for _ in 0..2 {
+            let offer = session.lock().offer(message.clone(), limits);
+            assert!(matches!(
+                offer,
+                Offer::Queued {
+                    congested: false,
+                    ..
+                }
+            ));
+        }
+        let waiter = tokio::spawn({
+            let (broker, session) = (broker.clone(), session.clone());
+            async move { broker.room(&session, limits).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let mut out = BytesMut::new();
+        let due = {
+            let mut state = session.lock();
+            state.drain(1, &mut out, usize::MAX);
+            state.take_room_made(limits)
+        };
+        assert!(due);
+        broker.room_made();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the paused publisher is woken")
+            .unwrap();
     }
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod keep_alive;
 mod level_tree;
 mod locks;
 pub mod message;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
@@ -24,9 +24,8 @@ pub struct Server {
     broker: Arc<Broker>,
     local_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
-    /// Closes when every task holding a sender has finished.
-    finished: mpsc::Receiver<()>,
-    accept_loops: Vec<JoinHandle<()>>,
+    /// The accept loops and the keep-alive sweeper.
+    background: Vec<JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +56,8 @@ impl Server {
         let broker = Arc::new(Broker::new(config.mqtt.clone(), storage)?);
         let auth = Arc::new(Authenticator::new(&config.auth));
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (finished_tx, finished) = mpsc::channel(1);
-        let permits = Arc::new(Semaphore::new(config.mqtt.max_connections.0));
         let mut local_addrs = Vec::new();
-        let mut accept_loops = Vec::new();
+        let mut background = vec![tokio::spawn(broker.keep_alives.clone().run())];
         for listener in &config.listeners {
             let tcp =
                 TcpListener::bind(listener.bind)
@@ -81,23 +78,16 @@ impl Server {
             }
             local_addrs.push(addr);
             let cx = Context {
-                broker: broker.clone(),
                 auth: auth.clone(),
                 shutdown: shutdown_rx.clone(),
             };
-            accept_loops.push(tokio::spawn(accept_loop(
-                tcp,
-                cx,
-                permits.clone(),
-                finished_tx.clone(),
-            )));
+            background.push(tokio::spawn(accept_loop(tcp, broker.clone(), cx)));
         }
         Ok(Server {
             broker,
             local_addrs,
             shutdown,
-            finished,
-            accept_loops,
+            background,
         })
     }
 
@@ -113,13 +103,13 @@ impl Server {
         // are kicked through their session.
         let _ = self.shutdown.send(true);
         self.broker.shut_down();
-        for accept in &self.accept_loops {
-            accept.abort();
+        for task in &self.background {
+            task.abort();
         }
-        for accept in self.accept_loops.drain(..) {
-            let _ = accept.await;
+        for task in self.background.drain(..) {
+            let _ = task.await;
         }
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.finished.recv())
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.broker.connections_closed())
             .await
             .is_err()
         {
@@ -129,12 +119,7 @@ impl Server {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    cx: Context,
-    permits: Arc<Semaphore>,
-    finished: mpsc::Sender<()>,
-) {
+async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cx: Context) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -145,18 +130,12 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let Some(admitted) = broker.admit() else {
             warn!(%peer, "connection limit reached, closing new connection");
             continue;
         };
         tune(&stream);
-        let cx = cx.clone();
-        let finished = finished.clone();
-        tokio::spawn(async move {
-            connection::serve(stream, peer, cx).await;
-            drop(permit);
-            drop(finished);
-        });
+        tokio::spawn(connection::serve(stream, peer, admitted, cx.clone()));
     }
 }
 

@@ -7,10 +7,11 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use tokio::sync::{oneshot, Notify};
 
 use crate::locks;
 use crate::message::Message;
@@ -20,18 +21,22 @@ use crate::topic::TopicFilter;
 pub struct Session {
     pub client_id: ByteString,
     state: Mutex<SessionState>,
-    /// Signals the attached connection that there is something to send.
-    wake: Notify,
-    /// Signals paused publishers that the queue may have room again.
-    room: Notify,
 }
 
-/// The connection currently attached to a session.
+/// The connection currently attached to a session, and how it is reached: the broker
+/// signals it through here rather than through a channel per connection, which an idle
+/// connection would pay for in memory.
 pub struct Attachment {
     pub connection_id: u64,
-    /// Ends the connection: fired (and taken) when another connection takes the session
-    /// over or the server shuts down.
-    pub kick: Option<oneshot::Sender<Kick>>,
+    /// The connection's task, woken by a signal.
+    waker: Option<Waker>,
+    /// Something was queued since the connection last looked.
+    woken: bool,
+    /// The connection is to end, and why.
+    kick: Option<Kick>,
+    /// When the keep alive runs out unless a packet arrives first. `None` while the
+    /// client's packets are held back (its publisher is paused), or without keep alive.
+    deadline: Option<Instant>,
 }
 
 /// Why a connection is ended from outside.
@@ -39,14 +44,36 @@ pub struct Attachment {
 pub enum Kick {
     TakenOver,
     Shutdown,
+    KeepAliveExpired,
+}
+
+/// Where a connection's keep alive stands (see `SessionState::keep_alive`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// The connection is no longer attached.
+    Detached,
+    /// It ran out: the connection has been kicked.
+    Expired,
+    /// Look again then.
+    Until(Instant),
 }
 
 impl Attachment {
-    /// Ends the attached connection for `why`, if it was not already told to end.
+    pub fn new(connection_id: u64, deadline: Option<Instant>) -> Attachment {
+        Attachment {
+            connection_id,
+            waker: None,
+            woken: false,
+            kick: None,
+            deadline,
+        }
+    }
+
+    /// Ends the attached connection for `why`, unless it was already told to end.
     pub fn kick(&mut self, why: Kick) {
-        if let Some(kick) = self.kick.take() {
-            // The connection may already be gone; then nobody listens.
-            let _ = kick.send(why);
+        self.kick.get_or_insert(why);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
         }
     }
 }
@@ -140,52 +167,73 @@ impl Session {
                 persistent,
                 ..SessionState::default()
             }),
-            wake: Notify::new(),
-            room: Notify::new(),
         }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, SessionState> {
         locks::lock(&self.state)
     }
-
-    /// Tells the attached connection, if any, that there is something to send.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    pub async fn woken(&self) {
-        self.wake.notified().await
-    }
-
-    /// Returns once the queue has room within `limits` (see `SessionState::has_room`).
-    pub async fn room(&self, limits: QueueLimits) {
-        loop {
-            let notified = self.room.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so a signal in between is not missed.
-            notified.as_mut().enable();
-            {
-                let mut state = self.lock();
-                if state.has_room(limits) {
-                    return;
-                }
-                // However the queue got full, the drain that makes room must signal.
-                state.congested = true;
-            }
-            notified.await;
-        }
-    }
-
-    /// Tells paused publishers to look at the queue again.
-    pub fn room_made(&self) {
-        self.room.notify_waiters();
-    }
 }
 
 impl SessionState {
     pub fn is_connected(&self) -> bool {
         self.attachment.is_some()
+    }
+
+    /// Notes that something was queued for the attached connection; returns the waker
+    /// to wake once the lock is released (none if the connection was already told).
+    pub fn signal(&mut self) -> Option<Waker> {
+        let attachment = self.attachment.as_mut()?;
+        attachment.woken = true;
+        attachment.waker.take()
+    }
+
+    /// Called by connection `connection_id` each time its task runs: `Err` if it is to
+    /// end, otherwise whether something was queued since it last looked. Registers
+    /// `waker` for the next signal.
+    pub fn poll_signal(&mut self, connection_id: u64, waker: &Waker) -> Result<bool, Kick> {
+        let attachment = match self.attachment.as_mut() {
+            Some(attachment) if attachment.connection_id == connection_id => attachment,
+            // Detached by a takeover, or the session ended with it.
+            _ => return Err(Kick::TakenOver),
+        };
+        if let Some(why) = attachment.kick {
+            return Err(why);
+        }
+        if !attachment
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(waker))
+        {
+            attachment.waker = Some(waker.clone());
+        }
+        Ok(std::mem::take(&mut attachment.woken))
+    }
+
+    /// Sets connection `connection_id`'s keep-alive deadline (see `Attachment`).
+    pub fn set_deadline(&mut self, connection_id: u64, deadline: Option<Instant>) {
+        if let Some(attachment) = self.attachment.as_mut() {
+            if attachment.connection_id == connection_id {
+                attachment.deadline = deadline;
+            }
+        }
+    }
+
+    /// Checks connection `connection_id`'s keep alive at `now`, kicking it if it ran
+    /// out. A paused connection is looked at again after `recheck`.
+    pub fn keep_alive(&mut self, connection_id: u64, now: Instant, recheck: Instant) -> KeepAlive {
+        let attachment = match self.attachment.as_mut() {
+            Some(attachment) if attachment.connection_id == connection_id => attachment,
+            _ => return KeepAlive::Detached,
+        };
+        match attachment.deadline {
+            Some(deadline) if deadline <= now => {
+                attachment.kick(Kick::KeepAliveExpired);
+                KeepAlive::Expired
+            }
+            Some(deadline) => KeepAlive::Until(deadline),
+            None => KeepAlive::Until(recheck),
+        }
     }
 
     /// Queues `message` (already at its delivery QoS) within the queue's limits. An
@@ -237,6 +285,14 @@ impl SessionState {
     /// `limits`, or it no longer holds messages back (offline or ended).
     pub fn has_room(&self, limits: QueueLimits) -> bool {
         !self.is_connected() || self.closed || self.within(limits, 0)
+    }
+
+    /// Whether a paused publisher may go on (see `has_room`). If not, the queue is
+    /// marked so that the drain that makes room signals, however it got full.
+    pub fn check_room(&mut self, limits: QueueLimits) -> bool {
+        let room = self.has_room(limits);
+        self.congested |= !room;
+        room
     }
 
     /// Puts back a message loaded from storage, keeping its sequence number.
@@ -373,7 +429,6 @@ fn publish(message: &Message, pkid: u16, dup: bool, out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use bytes::Bytes;
 
@@ -391,51 +446,8 @@ mod tests {
 
     fn connected_session() -> Arc<Session> {
         let session = Arc::new(Session::new(ByteString::from_static("c"), false));
-        let (kick, _) = oneshot::channel();
-        session.lock().attachment = Some(Attachment {
-            connection_id: 1,
-            kick: Some(kick),
-        });
+        session.lock().attachment = Some(Attachment::new(1, None));
         session
-    }
-
-    /// A queue filled exactly to its limit (no offer went beyond it) still wakes a
-    /// publisher that paused on it once a drain makes room.
-    #[tokio::test]
-    async fn a_paused_publisher_is_woken_by_the_drain_that_makes_room() {
-        let limits = QueueLimits {
-            messages: 2,
-            bytes: 1024,
-        };
-        let session = connected_session();
-        for _ in 0..2 {
-            let offer = session.lock().offer(message(QoS::AtLeastOnce), limits);
-            assert!(matches!(
-                offer,
-                Offer::Queued {
-                    congested: false,
-                    ..
-                }
-            ));
-        }
-        let waiter = tokio::spawn({
-            let session = session.clone();
-            async move { session.room(limits).await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        let mut out = BytesMut::new();
-        let due = {
-            let mut state = session.lock();
-            state.drain(1, &mut out, usize::MAX);
-            state.take_room_made(limits)
-        };
-        assert!(due);
-        session.room_made();
-        tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("the paused publisher is woken")
-            .unwrap();
     }
 
     #[test]

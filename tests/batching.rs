@@ -81,7 +81,6 @@ async fn many_deliveries_leave_in_few_writes() {
         Arc::new(Broker::new(config.mqtt.clone(), Arc::new(MemoryStorage::default())).unwrap());
     let (_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let context = || Context {
-        broker: broker.clone(),
         auth: Arc::new(Authenticator::new(&config.auth)),
         shutdown: shutdown_rx.clone(),
     };
@@ -93,7 +92,7 @@ async fn many_deliveries_leave_in_few_writes() {
         inner: server_side,
         writes: writes.clone(),
     };
-    tokio::spawn(serve(counted, peer, context()));
+    tokio::spawn(serve(counted, peer, broker.admit().unwrap(), context()));
     let connect = common::connect_packet("batched", true, 0);
     let mut subscribe = v4::Subscribe::new("b", mqttbytes::QoS::AtMostOnce);
     subscribe.pkid = 1;
@@ -112,7 +111,7 @@ async fn many_deliveries_leave_in_few_writes() {
 
     // One publisher burst of MESSAGES small PUBLISHes, in a single write.
     let (mut publisher, server_side) = tokio::io::duplex(4 << 20);
-    tokio::spawn(serve(server_side, peer, context()));
+    tokio::spawn(serve(server_side, peer, broker.admit().unwrap(), context()));
     let mut burst = encode(&[&common::connect_packet("burst", true, 0)]);
     for i in 0..MESSAGES {
         v4::Publish::new("b", mqttbytes::QoS::AtMostOnce, i.to_string())
