@@ -1,7 +1,9 @@
 //! The state shared by every connection: sessions, subscriptions, retained messages.
 
+use std::borrow::Borrow;
 use std::cell::OnceCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,7 +26,7 @@ use crate::topic::{level_count, TopicFilter};
 
 pub struct Broker {
     pub limits: MqttConfig,
-    sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
+    sessions: Mutex<HashSet<ById>>,
     subscriptions: RwLock<SubscriptionTree>,
     retained: RwLock<RetainedStore>,
     storage: Arc<dyn Storage>,
@@ -37,6 +39,30 @@ pub struct Broker {
     room: Notify,
     /// A permit for each connection that may still open (`max_connections`).
     admission: Semaphore,
+}
+
+/// A session in the registry, found by its client id: the id is not stored twice.
+struct ById(Arc<Session>);
+
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.client_id
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.client_id == other.0.client_id
+    }
+}
+
+impl Eq for ById {}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that lookups by `&str` find it.
+        <str as Hash>::hash(&self.0.client_id, state)
+    }
 }
 
 /// An open connection's place within `max_connections`, given back when dropped; it
@@ -104,7 +130,7 @@ impl Broker {
                     tree.insert(filter, Subscriber { session, qos: *qos });
                 }
             }
-            lock(&broker.sessions).insert(client_id, session);
+            lock(&broker.sessions).replace(ById(session));
         }
         let retained_count = snapshot.retained.len();
         for message in snapshot.retained.into_values() {
@@ -163,7 +189,7 @@ impl Broker {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(ConnectReturnCode::ServerUnavailable);
         }
-        let existing = sessions.get(client_id).cloned();
+        let existing = sessions.get(&**client_id).map(|e| e.0.clone());
         if existing.is_none() && sessions.len() >= self.limits.max_sessions {
             warn!(client = %client_id, "session limit reached, connection refused");
             return Err(ConnectReturnCode::ServerUnavailable);
@@ -188,7 +214,7 @@ impl Broker {
                         client_id: client_id.clone(),
                     }]);
                 }
-                sessions.insert(client_id.clone(), session.clone());
+                sessions.replace(ById(session.clone()));
                 (session, false)
             }
         };
@@ -209,7 +235,7 @@ impl Broker {
     pub fn shut_down(&self) {
         let sessions = lock(&self.sessions);
         self.shutting_down.store(true, Ordering::Relaxed);
-        for session in sessions.values() {
+        for ById(session) in sessions.iter() {
             if let Some(attachment) = session.lock().attachment.as_mut() {
                 attachment.kick(Kick::Shutdown);
             }
@@ -229,7 +255,7 @@ impl Broker {
         self.room_made();
         if !state.persistent {
             drop(state);
-            sessions.remove(&session.client_id);
+            sessions.remove(&*session.client_id);
             self.discard(session);
         }
     }
