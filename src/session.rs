@@ -112,19 +112,26 @@ pub struct SessionState {
     pub closed: bool,
     pub attachment: Option<Attachment>,
     pub subscriptions: HashMap<TopicFilter, QoS>,
+    /// Boxed, and only while anything is in motion: an idle session holds none of it.
+    traffic: Option<Box<Traffic>>,
+    /// A message went beyond the queue's limits since publishers were last told of
+    /// room: someone may be paused on this session.
+    congested: bool,
+    next_seq: u64,
+}
+
+/// What a session has in motion: messages waiting and in flight, QoS 2 ids received.
+#[derive(Default)]
+struct Traffic {
     /// Messages not yet sent, in delivery order.
     pending: VecDeque<Queued>,
     /// Payload bytes in `pending`.
     pending_bytes: usize,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in the order they were sent.
     inflight: VecDeque<InFlight>,
-    /// A message went beyond the queue's limits since publishers were last told of
-    /// room: someone may be paused on this session.
-    congested: bool,
     /// QoS 2 packet ids received and acknowledged with PUBREC but not yet released.
     incoming_qos2: HashSet<u16>,
     last_pkid: u16,
-    next_seq: u64,
 }
 
 /// How much a session's queue of unsent messages may hold.
@@ -268,7 +275,22 @@ impl SessionState {
 
     /// Whether one more message of `size` payload bytes fits in `limits`.
     fn within(&self, limits: QueueLimits, size: usize) -> bool {
-        self.pending.len() < limits.messages && self.pending_bytes + size <= limits.bytes
+        let (messages, bytes) = self
+            .traffic
+            .as_deref()
+            .map_or((0, 0), |t| (t.pending.len(), t.pending_bytes));
+        messages < limits.messages && bytes + size <= limits.bytes
+    }
+
+    fn traffic(&mut self) -> &mut Traffic {
+        self.traffic.get_or_insert_with(Box::default)
+    }
+
+    /// Lets the traffic go once nothing is in motion.
+    fn settle(&mut self) {
+        if self.traffic.as_deref().is_some_and(Traffic::is_idle) {
+            self.traffic = None;
+        }
     }
 
     /// Whether publishers paused on this session are due a signal: it was congested and
@@ -302,20 +324,13 @@ impl SessionState {
     }
 
     fn push(&mut self, queued: Queued) {
-        self.pending_bytes += queued.message.payload.len();
-        self.pending.push_back(queued);
-    }
-
-    fn pop(&mut self) -> Option<Queued> {
-        let queued = self.pending.pop_front()?;
-        self.pending_bytes -= queued.message.payload.len();
-        Some(queued)
+        self.traffic().push(queued);
     }
 
     /// Encodes every unacknowledged message again for a resumed session: PUBLISH with
     /// DUP set, or PUBREL where PUBREC already arrived, with the original packet ids.
     pub fn resend_inflight(&self, out: &mut BytesMut) {
-        for entry in &self.inflight {
+        for entry in self.traffic.iter().flat_map(|t| &t.inflight) {
             match entry.stage {
                 Awaiting::Comp => encode(&Packet::PubRel(entry.pkid), out),
                 Awaiting::Ack | Awaiting::Rec => {
@@ -328,6 +343,68 @@ impl SessionState {
     /// Moves pending messages onto the wire while `out` is below `high_water` and the
     /// in-flight window of `window` QoS 1/2 messages has room.
     pub fn drain(&mut self, window: usize, out: &mut BytesMut, high_water: usize) {
+        if let Some(traffic) = self.traffic.as_deref_mut() {
+            traffic.drain(window, out, high_water);
+            self.settle();
+        }
+    }
+
+    pub fn puback(&mut self, pkid: u16) -> Acked {
+        self.complete(pkid, Awaiting::Ack)
+    }
+
+    pub fn pubcomp(&mut self, pkid: u16) -> Acked {
+        self.complete(pkid, Awaiting::Comp)
+    }
+
+    fn complete(&mut self, pkid: u16, stage: Awaiting) -> Acked {
+        let Some(traffic) = self.traffic.as_deref_mut() else {
+            return Acked::Unknown;
+        };
+        let done = traffic.complete(pkid, stage);
+        self.settle();
+        done
+    }
+
+    /// PUBREC: the message now awaits PUBCOMP. A repeated PUBREC for a message that
+    /// already does is answered again too, as PUBREL may be sent any number of times.
+    pub fn pubrec(&mut self, pkid: u16) -> Acked {
+        self.traffic
+            .as_deref_mut()
+            .map_or(Acked::Unknown, |t| t.pubrec(pkid))
+    }
+
+    /// Records an incoming QoS 2 packet id; false if it was already awaiting PUBREL,
+    /// in which case the message must not be delivered again.
+    pub fn receive_qos2(&mut self, pkid: u16) -> bool {
+        self.traffic().incoming_qos2.insert(pkid)
+    }
+
+    pub fn release_qos2(&mut self, pkid: u16) {
+        if let Some(traffic) = self.traffic.as_deref_mut() {
+            traffic.incoming_qos2.remove(&pkid);
+            self.settle();
+        }
+    }
+}
+
+impl Traffic {
+    fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.inflight.is_empty() && self.incoming_qos2.is_empty()
+    }
+
+    fn push(&mut self, queued: Queued) {
+        self.pending_bytes += queued.message.payload.len();
+        self.pending.push_back(queued);
+    }
+
+    fn pop(&mut self) -> Option<Queued> {
+        let queued = self.pending.pop_front()?;
+        self.pending_bytes -= queued.message.payload.len();
+        Some(queued)
+    }
+
+    fn drain(&mut self, window: usize, out: &mut BytesMut, high_water: usize) {
         while out.len() < high_water {
             let needs_slot = match self.pending.front() {
                 None => break,
@@ -374,14 +451,6 @@ impl SessionState {
             .position(|f| f.pkid == pkid && f.stage == stage)
     }
 
-    pub fn puback(&mut self, pkid: u16) -> Acked {
-        self.complete(pkid, Awaiting::Ack)
-    }
-
-    pub fn pubcomp(&mut self, pkid: u16) -> Acked {
-        self.complete(pkid, Awaiting::Comp)
-    }
-
     fn complete(&mut self, pkid: u16, stage: Awaiting) -> Acked {
         let done = self
             .position(pkid, stage)
@@ -392,9 +461,7 @@ impl SessionState {
         }
     }
 
-    /// PUBREC: the message now awaits PUBCOMP. A repeated PUBREC for a message that
-    /// already does is answered again too, as PUBREL may be sent any number of times.
-    pub fn pubrec(&mut self, pkid: u16) -> Acked {
+    fn pubrec(&mut self, pkid: u16) -> Acked {
         if let Some(i) = self.position(pkid, Awaiting::Rec) {
             self.inflight[i].stage = Awaiting::Comp;
             return Acked::Released;
@@ -403,16 +470,6 @@ impl SessionState {
             Some(_) => Acked::Released,
             None => Acked::Unknown,
         }
-    }
-
-    /// Records an incoming QoS 2 packet id; false if it was already awaiting PUBREL,
-    /// in which case the message must not be delivered again.
-    pub fn receive_qos2(&mut self, pkid: u16) -> bool {
-        self.incoming_qos2.insert(pkid)
-    }
-
-    pub fn release_qos2(&mut self, pkid: u16) {
-        self.incoming_qos2.remove(&pkid);
     }
 }
 
