@@ -7,6 +7,9 @@ use herald::{Config, Server};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Herald, an MQTT broker.
 #[derive(Parser)]
 #[command(version, about)]
