@@ -14,7 +14,7 @@ use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::config::{Config, ListenerProtocol};
 use crate::connection::{self, Context};
-use crate::storage::{MemoryStorage, Storage};
+use crate::storage::{Storage, Volatile};
 
 /// How long shutdown waits for connections to reach a safe state.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -45,7 +45,7 @@ impl Server {
                  sessions and retained messages do not survive a restart"
             );
         }
-        Server::start_with_storage(config, Arc::new(MemoryStorage::default())).await
+        Server::start_with_storage(config, Arc::new(Volatile)).await
     }
 
     /// Binds every listener of `config` and starts serving, on state from `storage`.

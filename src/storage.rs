@@ -82,8 +82,23 @@ pub trait Storage: Send + Sync {
     fn load(&self) -> Result<Snapshot, StorageError>;
 }
 
+/// Keeps nothing, for a broker whose state ends with its process: its live state is all
+/// there is, and a second copy of every retained and queued message would be waste.
+pub struct Volatile;
+
+impl Storage for Volatile {
+    fn apply(&self, _changes: &[Change]) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn load(&self) -> Result<Snapshot, StorageError> {
+        Ok(Snapshot::default())
+    }
+}
+
 /// Keeps durable state in process memory: it survives the end of a connection and a
-/// broker restart inside the same process, not the end of the process.
+/// broker restart inside the same process (which is what tests need), not the end of
+/// the process.
 #[derive(Default)]
 pub struct MemoryStorage {
     state: Mutex<Snapshot>,
