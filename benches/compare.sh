@@ -56,7 +56,7 @@ else
         "fan-out-10k|fan-out --subscribers 10000 --rate 100 --duration 5|deliveries_per_s lag_p99_us behind"
         "idle|idle --connections 19000 --hold 5|connect_s rss_hold_kb kb_per_conn|fresh"
         "retained-100k|retained --count 100000|store_per_s deliver_s rss_loaded_kb retained_kib_per_msg rss_cleared_kb|fresh"
-        "retained-1m|retained --count 1000000|store_per_s deliver_s rss_loaded_kb retained_kib_per_msg rss_cleared_kb|fresh"
+        "retained-1m|retained --count 1000000 --settle 20|store_per_s deliver_s rss_loaded_kb retained_kib_per_msg rss_cleared_kb rss_settled_kb|fresh"
         "offline-queue|offline-queue --sessions 1000 --messages 100|queued_kib_per_msg drain_ms|fresh"
     )
 fi

@@ -12,7 +12,8 @@ options (default):
   --host 127.0.0.1   --port 1883       --pid PID (broker, to read its VmRSS/VmHWM)
   --qos 0|1|2        --payload 64      --window 16          --duration 5 (s)
   --publishers N     --subscribers N   --rate msg/s         --max N (messages per publisher)
-  --connections 19000 --hold 5 (s)    --count 100000       --sessions 100  --messages 100";
+  --connections 19000 --hold 5 (s)    --count 100000       --sessions 100  --messages 100
+  --settle 0 (s: retained, memory again this long after clearing)";
 
 const KNOWN: &[&str] = &[
     "host",
@@ -31,6 +32,7 @@ const KNOWN: &[&str] = &[
     "count",
     "sessions",
     "messages",
+    "settle",
 ];
 
 pub struct Args {

@@ -428,6 +428,12 @@ pub async fn retained(a: &Args) -> Outcome {
     publish_retained(a, &tag, count, 0).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     r.memory(pid, "cleared");
+    // Allocators give memory back to the system over seconds, if at all.
+    let settle = a.secs("settle", 0.0)?;
+    if !settle.is_zero() {
+        tokio::time::sleep(settle).await;
+        r.memory(pid, "settled");
+    }
     let (left, _) = receive_retained(a, &tag, 1, Duration::from_millis(500)).await?;
     r.add("left_after_clear", left.received as f64);
     if left.received > 0 {
