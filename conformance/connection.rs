@@ -212,8 +212,8 @@ async fn wrong_protocol_name_is_not_processed() {
     expect_message(&mut watcher, "pn/marker", b"m").await;
 }
 
-/// MQTT-3.1.2-2: an unsupported protocol level (3, 5, 255, and MQTT 3.1's "MQIsdp"
-/// level 3) is answered with CONNACK 0x01 and the connection is closed.
+/// MQTT-3.1.2-2: an unsupported protocol level (3, 5, 255 with "MQTT"; anything but 3
+/// with MQTT 3.1's "MQIsdp") is answered with CONNACK 0x01 and the connection is closed.
 /// MQTT-3.2.2-4: that CONNACK has Session Present 0.
 /// MQTT-3.2.2-5: the broker closes the connection after it.
 #[tokio::test]
@@ -223,7 +223,7 @@ async fn unsupported_protocol_level_gets_return_code_1() {
         raw_connect(b"MQTT", 3, CLEAN, &[b"lv"]),
         raw_connect(b"MQTT", 5, CLEAN, &[b"lv"]),
         raw_connect(b"MQTT", 255, CLEAN, &[b"lv"]),
-        raw_connect(b"MQIsdp", 3, CLEAN, &[b"lv"]),
+        raw_connect(b"MQIsdp", 4, CLEAN, &[b"lv"]),
     ];
     for bytes in cases {
         let mut client = broker.raw().await;

@@ -28,7 +28,8 @@ use crate::auth::Authenticator;
 use crate::broker::{Admitted, Attached, Broker};
 use crate::message::Message;
 use crate::protocol::{
-    decode, encode, ConnAck, Connect, ConnectReturnCode, DecodeError, LastWill, Packet, QoS, SubAck,
+    decode, encode, ConnAck, Connect, ConnectReturnCode, DecodeError, LastWill, Packet,
+    ProtocolVersion, QoS, SubAck,
 };
 use crate::session::{Acked, Kick, Session};
 
@@ -208,6 +209,7 @@ where
     release_if_empty(&mut input);
     // Only what the connection keeps: the rest (credentials) is dropped here.
     let Connect {
+        version,
         clean_session,
         keep_alive,
         client_id,
@@ -240,6 +242,7 @@ where
     info!(
         %peer,
         client = %client_id,
+        protocol = ?version,
         clean_session,
         keep_alive,
         session_present,
@@ -262,7 +265,8 @@ where
     });
     encode(
         &Packet::ConnAck(ConnAck {
-            session_present,
+            // MQTT 3.1's CONNACK has no such flag: its first byte is reserved.
+            session_present: session_present && version != ProtocolVersion::V31,
             code: ConnectReturnCode::Accepted,
         }),
         &mut link.output,
@@ -347,6 +351,12 @@ fn check_connect(
     cx: &Context,
 ) -> Result<(), ConnectReturnCode> {
     if connect.client_id.is_empty() && !connect.clean_session {
+        return Err(ConnectReturnCode::IdentifierRejected);
+    }
+    // MQTT 3.1 allows client ids of 1 to 23 characters only.
+    if connect.version == ProtocolVersion::V31
+        && !(1..=23).contains(&connect.client_id.chars().count())
+    {
         return Err(ConnectReturnCode::IdentifierRejected);
     }
     if connect.keep_alive > broker.limits.max_keepalive_secs {

@@ -230,14 +230,38 @@ fn mosquitto(tool: &Path, broker: &TestBroker) -> Command {
 
 #[tokio::test]
 async fn mosquitto_pub_and_sub_exchange_messages_at_every_qos() {
+    mosquitto_exchange("mqttv311", "mqttv311").await;
+}
+
+/// MQTT 3.1 and 3.1.1 clients on one broker, both directions.
+#[tokio::test]
+async fn mosquitto_mqtt_3_1_and_3_1_1_clients_exchange_messages() {
+    mosquitto_exchange("mqttv31", "mqttv311").await;
+    mosquitto_exchange("mqttv311", "mqttv31").await;
+}
+
+/// mosquitto_sub speaking `sub_version` receives, at every QoS, what mosquitto_pub
+/// speaking `pub_version` publishes.
+async fn mosquitto_exchange(sub_version: &str, pub_version: &str) {
     let Some((sub_tool, pub_tool)) = mosquitto_tools() else {
         return;
     };
     let broker = TestBroker::start().await;
     for qos in ["0", "1", "2"] {
         let mut sub = mosquitto(&sub_tool, &broker);
-        sub.args(["-t", "mosq/#", "-q", qos, "-C", "1", "-v", "-i"])
-            .arg(format!("mosq-sub-{qos}"));
+        sub.args([
+            "-V",
+            sub_version,
+            "-t",
+            "mosq/#",
+            "-q",
+            qos,
+            "-C",
+            "1",
+            "-v",
+            "-i",
+        ])
+        .arg(format!("mosq-sub-{qos}"));
         let subscriber = tokio::spawn(run_tool(sub));
         // Publish until the subscriber has subscribed and exits with the message.
         let message = format!("hello at qos {qos}");
@@ -248,10 +272,14 @@ async fn mosquitto_pub_and_sub_exchange_messages_at_every_qos() {
                 break subscriber.await.unwrap();
             }
             let mut pubc = mosquitto(&pub_tool, &broker);
-            pubc.args(["-t", "mosq/x", "-q", qos, "-m", &message]);
+            pubc.args(["-V", pub_version, "-t", "mosq/x", "-q", qos, "-m", &message]);
             run_tool(pubc).await;
         };
-        assert_eq!(output.trim_end(), format!("mosq/x {message}"));
+        assert_eq!(
+            output.trim_end(),
+            format!("mosq/x {message}"),
+            "{pub_version} -> {sub_version}"
+        );
     }
     broker.stop().await;
 }

@@ -214,16 +214,13 @@ fn decode_body(packet_type: u8, flags: u8, body: Bytes) -> Result<Packet, Decode
 fn decode_connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     let name = r.string()?;
     let level = r.u8()?;
-    if &*name != "MQTT" {
-        if &*name == "MQIsdp" {
-            // MQTT 3.1: a protocol this server does not speak, refused with 0x01.
-            return Err(DecodeError::UnsupportedProtocolLevel(level));
+    let version = match ProtocolVersion::from_name_and_level(&name, level) {
+        Some(version) => version,
+        // A known protocol at a level this server does not speak: refused with 0x01.
+        None if matches!(&*name, "MQTT" | "MQIsdp") => {
+            return Err(DecodeError::UnsupportedProtocolLevel(level))
         }
-        return Err(DecodeError::InvalidProtocolName(name.to_string()));
-    }
-    let version = match level {
-        4 => ProtocolVersion::V311,
-        other => return Err(DecodeError::UnsupportedProtocolLevel(other)),
+        None => return Err(DecodeError::InvalidProtocolName(name.to_string())),
     };
     let flags = r.u8()?;
     if flags & 0b1 != 0 {

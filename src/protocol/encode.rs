@@ -86,7 +86,8 @@ pub fn encode_publish(h: PublishHeader, topic: &str, payload: &[u8], buf: &mut B
 }
 
 fn encode_connect(c: &Connect, buf: &mut BytesMut) {
-    let mut len = 2 + 4 + 1 + 1 + 2 + 2 + c.client_id.len();
+    let name = c.version.name();
+    let mut len = 2 + name.len() + 1 + 1 + 2 + 2 + c.client_id.len();
     let mut flags = u8::from(c.clean_session) << 1;
     if let Some(will) = &c.will {
         len += 2 + will.topic.as_str().len() + 2 + will.payload.len();
@@ -101,7 +102,7 @@ fn encode_connect(c: &Connect, buf: &mut BytesMut) {
         flags |= 0b100_0000;
     }
     header(buf, 0x10, len);
-    string(buf, b"MQTT");
+    string(buf, name.as_bytes());
     buf.put_u8(c.version.level());
     buf.put_u8(flags);
     buf.put_u16(c.keep_alive);

@@ -36,13 +36,32 @@ impl QoS {
 /// The protocol version a connection speaks, fixed by its CONNECT packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolVersion {
-    /// MQTT 3.1.1, protocol level 4.
+    /// MQTT 3.1: protocol name "MQIsdp", level 3.
+    V31,
+    /// MQTT 3.1.1: protocol name "MQTT", level 4.
     V311,
 }
 
 impl ProtocolVersion {
+    /// The version a CONNECT's protocol name and level select, if Herald speaks it.
+    pub fn from_name_and_level(name: &str, level: u8) -> Option<ProtocolVersion> {
+        match (name, level) {
+            ("MQIsdp", 3) => Some(ProtocolVersion::V31),
+            ("MQTT", 4) => Some(ProtocolVersion::V311),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolVersion::V31 => "MQIsdp",
+            ProtocolVersion::V311 => "MQTT",
+        }
+    }
+
     pub fn level(self) -> u8 {
         match self {
+            ProtocolVersion::V31 => 3,
             ProtocolVersion::V311 => 4,
         }
     }

@@ -658,8 +658,8 @@ fn connect_flags_and_protocol() {
             UnsupportedProtocolLevel(3),
         ),
         (
-            frame(0x10, &connect_body("MQIsdp", 3, 0b10, &[id])),
-            UnsupportedProtocolLevel(3),
+            frame(0x10, &connect_body("MQIsdp", 4, 0b10, &[id])),
+            UnsupportedProtocolLevel(4),
         ),
     ];
     for (bytes, error) in cases {
@@ -747,4 +747,19 @@ fn decoded_fields_share_the_receive_buffer() {
     };
     assert_within(&memory, p.topic.as_str().as_bytes(), "topic");
     assert_within(&memory, &p.payload, "payload");
+}
+
+/// MQTT 3.1 ("MQIsdp", level 3) decodes as such, and a 3.1 CONNECT encodes back to the
+/// same bytes.
+#[test]
+fn mqtt_3_1_connect_decodes_and_encodes() {
+    let bytes = frame(0x10, &connect_body("MQIsdp", 3, 0b10, &[b"old-client"]));
+    let Ok(Packet::Connect(connect)) = decode_bytes(&bytes) else {
+        panic!("an MQTT 3.1 CONNECT decodes");
+    };
+    assert_eq!(connect.version, ProtocolVersion::V31);
+    assert_eq!(&*connect.client_id, "old-client");
+    let mut out = BytesMut::new();
+    encode(&Packet::Connect(connect), &mut out);
+    assert_eq!(&out[..], &bytes[..]);
 }
