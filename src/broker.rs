@@ -247,7 +247,7 @@ impl Broker {
     pub fn detach(&self, session: &Arc<Session>, connection_id: u64) {
         let mut sessions = lock(&self.sessions);
         let mut state = session.lock();
-        if state.attachment.as_ref().map(|a| a.connection_id) != Some(connection_id) {
+        if state.attached(connection_id).is_none() {
             return;
         }
         state.attachment = None;

@@ -115,10 +115,10 @@ impl Queue {
         self.due = entries
             .into_iter()
             .filter(|Reverse(entry)| {
-                entry.session.upgrade().is_some_and(|session| {
-                    let state = session.lock();
-                    state.attachment.as_ref().map(|a| a.connection_id) == Some(entry.connection_id)
-                })
+                entry
+                    .session
+                    .upgrade()
+                    .is_some_and(|session| session.lock().attached(entry.connection_id).is_some())
             })
             .collect();
         self.compact_at = self.due.len() * 2;

@@ -187,6 +187,13 @@ impl SessionState {
         self.attachment.is_some()
     }
 
+    /// The attachment, if it is connection `connection_id`'s.
+    pub fn attached(&mut self, connection_id: u64) -> Option<&mut Attachment> {
+        self.attachment
+            .as_mut()
+            .filter(|attachment| attachment.connection_id == connection_id)
+    }
+
     /// Notes that something was queued for the attached connection; returns the waker
     /// to wake once the lock is released (none if the connection was already told).
     pub fn signal(&mut self) -> Option<Waker> {
@@ -199,11 +206,8 @@ impl SessionState {
     /// end, otherwise whether something was queued since it last looked. Registers
     /// `waker` for the next signal.
     pub fn poll_signal(&mut self, connection_id: u64, waker: &Waker) -> Result<bool, Kick> {
-        let attachment = match self.attachment.as_mut() {
-            Some(attachment) if attachment.connection_id == connection_id => attachment,
-            // Detached by a takeover, or the session ended with it.
-            _ => return Err(Kick::TakenOver),
-        };
+        // Detached by a takeover, or the session ended with it.
+        let attachment = self.attached(connection_id).ok_or(Kick::TakenOver)?;
         if let Some(why) = attachment.kick {
             return Err(why);
         }
@@ -219,19 +223,16 @@ impl SessionState {
 
     /// Sets connection `connection_id`'s keep-alive deadline (see `Attachment`).
     pub fn set_deadline(&mut self, connection_id: u64, deadline: Option<Instant>) {
-        if let Some(attachment) = self.attachment.as_mut() {
-            if attachment.connection_id == connection_id {
-                attachment.deadline = deadline;
-            }
+        if let Some(attachment) = self.attached(connection_id) {
+            attachment.deadline = deadline;
         }
     }
 
     /// Checks connection `connection_id`'s keep alive at `now`, kicking it if it ran
     /// out. A paused connection is looked at again after `recheck`.
     pub fn keep_alive(&mut self, connection_id: u64, now: Instant, recheck: Instant) -> KeepAlive {
-        let attachment = match self.attachment.as_mut() {
-            Some(attachment) if attachment.connection_id == connection_id => attachment,
-            _ => return KeepAlive::Detached,
+        let Some(attachment) = self.attached(connection_id) else {
+            return KeepAlive::Detached;
         };
         match attachment.deadline {
             Some(deadline) if deadline <= now => {
