@@ -35,8 +35,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use herald::message::Message;
 use herald::protocol::QoS;
 use herald::retained::RetainedStore;
-use herald::router::{Subscriber, SubscriptionTree};
-use herald::session::Session;
+use herald::router::{Subscriber, Subscription, SubscriptionTree};
+use herald::session::{Session, SessionExpiry};
 use herald::topic::{TopicFilter, TopicName};
 
 const DEVICES: u64 = 125;
@@ -83,7 +83,12 @@ fn build_tree(n: usize) -> (SubscriptionTree, u64) {
     let sites = (n as u64 / 1000).max(2);
     let session_count = (n / 10).max(1);
     let sessions: Vec<Arc<Session>> = (0..session_count)
-        .map(|i| Arc::new(Session::new(ByteString::from(format!("client-{i}")), false)))
+        .map(|i| {
+            Arc::new(Session::new(
+                ByteString::from(format!("client-{i}")),
+                SessionExpiry::NONE,
+            ))
+        })
         .collect();
     let mut tree = SubscriptionTree::default();
     let mut rng = Rng(0x5eed);
@@ -110,7 +115,7 @@ fn build_tree(n: usize) -> (SubscriptionTree, u64) {
             &filter(f),
             Subscriber {
                 session: sessions[i % session_count].clone(),
-                qos: qos_of(i),
+                subscription: Subscription::qos(qos_of(i)),
             },
         );
     }
@@ -118,13 +123,13 @@ fn build_tree(n: usize) -> (SubscriptionTree, u64) {
         for i in 0..count {
             let session = Arc::new(Session::new(
                 ByteString::from(format!("mon-{f}-{i}")),
-                false,
+                SessionExpiry::NONE,
             ));
             tree.insert(
                 &filter(f.to_string()),
                 Subscriber {
                     session,
-                    qos: QoS::AtMostOnce,
+                    subscription: Subscription::qos(QoS::AtMostOnce),
                 },
             );
         }
@@ -150,7 +155,7 @@ fn topics(sites: u64) -> (Vec<TopicName>, Vec<TopicName>) {
 }
 
 fn average_hits(tree: &SubscriptionTree, topics: &[TopicName]) -> f64 {
-    let total: usize = topics.iter().map(|t| tree.matches(t).len()).sum();
+    let total: usize = topics.iter().map(|t| tree.matches(t, None).len()).sum();
     total as f64 / topics.len() as f64
 }
 
@@ -167,7 +172,7 @@ fn bench_topics(
         b.iter(|| {
             let t = &topics[next % topics.len()];
             next += 1;
-            black_box(tree.matches(black_box(t)))
+            black_box(tree.matches(black_box(t), None))
         })
     });
 }
@@ -223,6 +228,7 @@ fn build_retained() -> RetainedStore {
                     payload: payload.clone(),
                     qos: QoS::AtLeastOnce,
                     retain: true,
+                    properties: None,
                 };
                 assert!(store.set(message, usize::MAX));
             }

@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use herald::message::Message;
-use herald::protocol::QoS;
-use herald::session::{Acked, Attachment, Offer, QueueLimits, Session};
+use herald::protocol::{Encoder, ProtocolVersion, QoS};
+use herald::session::{Acked, Attachment, Offer, QueueLimits, Session, SessionExpiry};
 use herald::topic::TopicName;
 
 /// Messages offered, then drained, per iteration.
@@ -29,8 +29,8 @@ const LIMITS: QueueLimits = QueueLimits {
 
 /// A session with a connection attached, so QoS 0 messages are queued too.
 fn connected_session() -> Session {
-    let session = Session::new(ByteString::from_static("bench-client"), false);
-    session.lock().attachment = Some(Attachment::new(1, None));
+    let session = Session::new(ByteString::from_static("bench-client"), SessionExpiry::NONE);
+    session.set_attachment(&mut session.lock(), Some(Attachment::new(1, None)));
     session
 }
 
@@ -40,6 +40,7 @@ fn message(qos: QoS) -> Message {
         payload: Bytes::from_static(&[b'x'; 32]),
         qos,
         retain: false,
+        properties: None,
     }
 }
 
@@ -62,17 +63,20 @@ fn enqueue(c: &mut Criterion) {
         let session = connected_session();
         let message = message(qos);
         let mut out = BytesMut::with_capacity(2 * HIGH_WATER);
+        let mut encoder = Encoder::new(ProtocolVersion::V311);
         // The oldest packet id in flight, if the client has been sent any.
         let mut unacked = 1u16;
         group.bench_function(name, |b| {
             b.iter(|| {
                 for _ in 0..BATCH {
-                    let offered = session.lock().offer(message.clone(), LIMITS);
+                    let offered = session.lock().offer(message.clone(), None, LIMITS);
                     assert!(matches!(offered, Offer::Queued { .. }), "{offered:?}");
                 }
                 loop {
                     out.clear();
-                    session.lock().drain(WINDOW, &mut out, HIGH_WATER);
+                    session
+                        .lock()
+                        .drain(WINDOW, &mut encoder, &mut out, HIGH_WATER);
                     if out.is_empty() {
                         break;
                     }
@@ -90,7 +94,7 @@ fn enqueue(c: &mut Criterion) {
         });
         // Every message went out and every QoS 1 one was acknowledged.
         out.clear();
-        session.lock().resend_inflight(&mut out);
+        session.lock().resend_inflight(&mut encoder, &mut out);
         assert!(out.is_empty(), "{name}: messages left in flight");
     }
     group.finish();

@@ -221,7 +221,7 @@ async fn unsupported_protocol_level_gets_return_code_1() {
     let broker = TestBroker::start().await;
     let cases = [
         raw_connect(b"MQTT", 3, CLEAN, &[b"lv"]),
-        raw_connect(b"MQTT", 5, CLEAN, &[b"lv"]),
+        raw_connect(b"MQTT", 6, CLEAN, &[b"lv"]),
         raw_connect(b"MQTT", 255, CLEAN, &[b"lv"]),
         raw_connect(b"MQIsdp", 4, CLEAN, &[b"lv"]),
     ];
@@ -421,7 +421,7 @@ async fn refusals_have_session_present_0_and_close() {
     disconnect_and_wait(&mut stored).await;
 
     let mut client = broker.raw().await;
-    client.send(&raw_connect(b"MQTT", 5, 0, &[b"stored"])).await;
+    client.send(&raw_connect(b"MQTT", 6, 0, &[b"stored"])).await;
     expect_refused(&mut client, ConnectReturnCode::RefusedProtocolVersion).await;
     let mut client = broker.raw().await;
     client
@@ -635,7 +635,7 @@ async fn session_lasts_as_long_as_its_connection() {
 
     let mut refused = broker.raw().await;
     refused
-        .send(&raw_connect(b"MQTT", 5, CLEAN, &[b"live"]))
+        .send(&raw_connect(b"MQTT", 6, CLEAN, &[b"live"]))
         .await;
     expect_refused(&mut refused, ConnectReturnCode::RefusedProtocolVersion).await;
     let mut refused = broker.raw().await;

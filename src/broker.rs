@@ -4,9 +4,10 @@ use std::borrow::Borrow;
 use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroU32;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
@@ -17,10 +18,10 @@ use crate::config::MqttConfig;
 use crate::keep_alive::KeepAliveQueue;
 use crate::locks::{lock, read, write};
 use crate::message::Message;
-use crate::protocol::{ConnectReturnCode, QoS, SubscribeReturnCode};
+use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 use crate::retained::RetainedStore;
-use crate::router::{Subscriber, SubscriptionTree};
-use crate::session::{Attachment, Kick, Offer, QueueLimits, Queued, Session};
+use crate::router::{Matched, Subscriber, Subscription, SubscriptionTree};
+use crate::session::{Attachment, Kick, Offer, QueueLimits, Queued, Session, SessionExpiry};
 use crate::storage::{Change, Storage, StorageError};
 use crate::topic::{level_count, TopicFilter};
 
@@ -85,10 +86,14 @@ impl Drop for Admitted {
 
 /// How one message is offered to one session.
 #[derive(Clone, Copy)]
-struct Delivery {
+struct Delivery<'a> {
     qos: QoS,
     retain: bool,
     limits: QueueLimits,
+    /// The identifiers of the subscriptions it is delivered for.
+    subscription_ids: &'a [u32],
+    /// The shared subscription it is delivered through.
+    share: Option<&'a Arc<crate::topic::TopicFilter>>,
 }
 
 /// A session as handed to a newly accepted connection.
@@ -116,18 +121,29 @@ impl Broker {
         };
         let mut queued_total = 0;
         for (client_id, stored) in snapshot.sessions {
-            let session = Arc::new(Session::new(client_id.clone(), true));
+            let session = Arc::new(Session::new(client_id.clone(), stored.expiry));
             {
                 let mut state = session.lock();
                 for (seq, message) in stored.queued {
-                    state.restore(Queued { seq, message });
+                    state.restore(Queued {
+                        seq,
+                        message,
+                        share: None,
+                    });
                     queued_total += 1;
                 }
                 state.subscriptions = stored.subscriptions;
                 let mut tree = write(&broker.subscriptions);
-                for (filter, qos) in &state.subscriptions {
+                for (filter, subscription) in &state.subscriptions {
                     let session = session.clone();
-                    tree.insert(filter, Subscriber { session, qos: *qos });
+                    let subscription = *subscription;
+                    tree.insert(
+                        filter,
+                        Subscriber {
+                            session,
+                            subscription,
+                        },
+                    );
                 }
             }
             lock(&broker.sessions).replace(ById(session));
@@ -172,54 +188,68 @@ impl Broker {
     }
 
     /// Attaches connection `connection_id` to the session of `client_id`: resumed when
-    /// `clean_session` is false and one exists, otherwise new. A connection attached
-    /// before is kicked off. The connection is to be heard from within `keep_alive`
-    /// (already 1.5 times the client's value), if any.
+    /// `clean_start` is false and one exists, otherwise new; from now on it is kept for
+    /// `expiry` after the connection ends. A connection attached before is kicked off,
+    /// and a will waiting for its delay is cancelled. The connection is to be heard from
+    /// within `keep_alive` (already 1.5 times the client's value), if any.
     ///
-    /// Refused with the CONNACK return code to send when the broker holds
+    /// Refused with the CONNACK reason code to send when the broker holds
     /// `max_sessions` sessions and this client id has none.
     pub fn attach(
         &self,
         client_id: &ByteString,
-        clean_session: bool,
+        clean_start: bool,
+        expiry: SessionExpiry,
         connection_id: u64,
         keep_alive: Option<Duration>,
-    ) -> Result<Attached, ConnectReturnCode> {
+    ) -> Result<Attached, ReasonCode> {
         let mut sessions = lock(&self.sessions);
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(ConnectReturnCode::ServerUnavailable);
+            return Err(ReasonCode::SERVER_UNAVAILABLE);
         }
         let existing = sessions.get(&**client_id).map(|e| e.0.clone());
         if existing.is_none() && sessions.len() >= self.limits.max_sessions {
             warn!(client = %client_id, "session limit reached, connection refused");
-            return Err(ConnectReturnCode::ServerUnavailable);
+            return Err(ReasonCode::SERVER_UNAVAILABLE);
         }
         if let Some(old) = &existing {
-            if let Some(mut previous) = old.lock().attachment.take() {
+            let mut state = old.lock();
+            if let Some(mut previous) = old.set_attachment(&mut state, None) {
                 info!(client = %client_id, "session taken over by a new connection");
                 previous.kick(Kick::TakenOver);
+            }
+            if state.delayed_will.take().is_some() {
+                debug!(client = %client_id, "reconnected within the will delay: will cancelled");
             }
         }
         let (session, session_present) = match existing {
             // Only a persistent session is resumed: a clean session's state is never
             // reused, even while its connection is still open (MQTT-3.1.2-6).
-            Some(old) if !clean_session && old.lock().persistent => (old, true),
+            Some(old) if !clean_start && old.lock().persistent() => (old, true),
             existing => {
                 if let Some(old) = existing {
                     self.discard(&old);
                 }
-                let session = Arc::new(Session::new(client_id.clone(), !clean_session));
-                if !clean_session {
-                    self.record(&[Change::SessionCreated {
-                        client_id: client_id.clone(),
-                    }]);
-                }
+                let session = Arc::new(Session::new(client_id.clone(), expiry));
                 sessions.replace(ById(session.clone()));
                 (session, false)
             }
         };
         let deadline = keep_alive.map(|keep_alive| Instant::now() + keep_alive);
-        session.lock().attachment = Some(Attachment::new(connection_id, deadline));
+        {
+            let mut state = session.lock();
+            let was_persistent = state.persistent();
+            state.expiry = expiry;
+            state.expires_at = None;
+            if expiry != SessionExpiry::NONE && (!session_present || !was_persistent) {
+                self.record(&[Change::SessionCreated {
+                    client_id: client_id.clone(),
+                    expiry,
+                }]);
+            }
+            let attachment = Attachment::new(connection_id, deadline);
+            session.set_attachment(&mut state, Some(attachment));
+        }
         // The sweeper locks sessions under its own lock: never the other way round.
         drop(sessions);
         if let Some(deadline) = deadline {
@@ -242,39 +272,189 @@ impl Broker {
         }
     }
 
+    /// Changes the session expiry of the session connection `connection_id` holds (a
+    /// DISCONNECT's Session Expiry Interval).
+    pub fn set_session_expiry(&self, session: &Session, connection_id: u64, expiry: SessionExpiry) {
+        let mut state = session.lock();
+        if state.attached(connection_id).is_some() && !state.closed {
+            state.expiry = expiry;
+        }
+    }
+
     /// Detaches connection `connection_id` from `session`, unless another connection
-    /// took the session over first. A clean session ends here.
-    pub fn detach(&self, session: &Arc<Session>, connection_id: u64) {
+    /// took the session over first. A session with no expiry ends here; one with a
+    /// finite expiry ends that much later unless a client resumes it first. Messages
+    /// routed to it through shared subscriptions and not yet sent go to other members.
+    pub fn detach(self: &Arc<Self>, session: &Arc<Session>, connection_id: u64) {
         let mut sessions = lock(&self.sessions);
         let mut state = session.lock();
         if state.attached(connection_id).is_none() {
             return;
         }
-        state.attachment = None;
+        session.set_attachment(&mut state, None);
         // An offline session no longer holds publishers back.
         self.room_made();
-        if !state.persistent {
+        if !state.persistent() {
             drop(state);
             sessions.remove(&*session.client_id);
+            drop(sessions);
             self.discard(session);
+            return;
+        }
+        let handed_over = state.take_shared(false);
+        if state.expiry != SessionExpiry::NEVER {
+            let at = Instant::now() + Duration::from_secs(u64::from(state.expiry.0));
+            state.expires_at = Some(at);
+            self.at(at, session, Broker::expire);
+        }
+        drop(state);
+        drop(sessions);
+        self.hand_over(session, handed_over);
+    }
+
+    /// Runs `action` on `session` at `at`, unless the broker or the session is gone by
+    /// then. The action checks that it is still due: the session may have moved on.
+    fn at(
+        self: &Arc<Self>,
+        at: Instant,
+        session: &Arc<Session>,
+        action: fn(&Arc<Broker>, &Arc<Session>),
+    ) {
+        let (broker, session) = (Arc::downgrade(self), Arc::downgrade(session));
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            if let (Some(broker), Some(session)) = (Weak::upgrade(&broker), session.upgrade()) {
+                action(&broker, &session);
+            }
+        });
+    }
+
+    /// Ends `session` if it is still offline and its expiry has passed.
+    fn expire(self: &Arc<Self>, session: &Arc<Session>) {
+        let mut sessions = lock(&self.sessions);
+        let due = {
+            let state = session.lock();
+            !state.is_connected() && state.expires_at.is_some_and(|at| at <= Instant::now())
+        };
+        let registered = sessions
+            .get(&*session.client_id)
+            .is_some_and(|e| Arc::ptr_eq(&e.0, session));
+        if due && registered {
+            info!(client = %session.client_id, "session expired");
+            sessions.remove(&*session.client_id);
+            drop(sessions);
+            self.discard(session);
+        }
+    }
+
+    /// Publishes the will of connection `connection_id`, which is closing, after
+    /// `delay` (MQTT 5.0 Will Delay Interval): at once for none, otherwise unless the
+    /// client reconnects first. It is also published if the session ends first.
+    pub fn publish_will(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        connection_id: u64,
+        will: Message,
+        delay: Duration,
+    ) {
+        if delay.is_zero() {
+            // Nobody to pause here: the connection is ending.
+            let _ = self.publish(will, None);
+            return;
+        }
+        let mut state = session.lock();
+        if state.attached(connection_id).is_none() {
+            debug!(client = %session.client_id, "will dropped: the session was taken over within its delay");
+            return;
+        }
+        let at = Instant::now() + delay;
+        state.delayed_will = Some(Box::new(will));
+        state.delayed_will_at = Some(at);
+        drop(state);
+        self.at(at, session, Broker::publish_delayed_will);
+    }
+
+    /// Publishes the delayed will of `session`, if it is still due.
+    fn publish_delayed_will(self: &Arc<Self>, session: &Arc<Session>) {
+        let will = {
+            let mut state = session.lock();
+            let due = !state.is_connected()
+                && state.delayed_will_at.is_some_and(|at| at <= Instant::now());
+            if !due {
+                return;
+            }
+            state.delayed_will_at = None;
+            state.delayed_will.take()
+        };
+        if let Some(will) = will {
+            debug!(client = %session.client_id, topic = %will.topic, "publishing delayed will");
+            let _ = self.publish(*will, None);
         }
     }
 
     /// Removes everything of a session that is ending. A connection still holding it
     /// (one that was just taken over) can no longer change it: see `SessionState::closed`.
+    /// A will still waiting for its delay is published now; messages routed through
+    /// shared subscriptions and not yet received go to other members.
     fn discard(&self, session: &Arc<Session>) {
         let mut state = session.lock();
         state.closed = true;
         self.room_made();
-        let mut tree = write(&self.subscriptions);
-        for filter in state.subscriptions.keys() {
-            tree.remove(filter, &session.client_id);
+        let handed_over = state.take_shared(true);
+        let will = state.delayed_will.take();
+        {
+            let mut tree = write(&self.subscriptions);
+            for filter in state.subscriptions.keys() {
+                tree.remove(filter, &session.client_id);
+            }
         }
         state.subscriptions.clear();
-        if state.persistent {
+        if state.persistent() {
             self.record(&[Change::SessionRemoved {
                 client_id: session.client_id.clone(),
             }]);
+        }
+        drop(state);
+        self.hand_over(session, handed_over);
+        if let Some(will) = will {
+            let _ = self.publish(*will, None);
+        }
+    }
+
+    /// Gives messages `from` received through shared subscriptions to other members of
+    /// the same groups. Dropped where no other member is left.
+    fn hand_over(&self, from: &Session, messages: Vec<Queued>) {
+        if messages.is_empty() {
+            return;
+        }
+        let limits = self.queue_limits();
+        let persistent = from.lock().persistent();
+        for queued in messages {
+            if persistent {
+                self.record(&[Change::Delivered {
+                    client_id: from.client_id.clone(),
+                    seq: queued.seq,
+                }]);
+            }
+            let Some(share) = &queued.share else {
+                continue;
+            };
+            let other = read(&self.subscriptions).other_member(share, from);
+            let Some(other) = other else {
+                debug!(client = %from.client_id, %share, "no other member to take over a shared message; dropped");
+                continue;
+            };
+            debug!(from = %from.client_id, to = %other.session.client_id, %share, "shared message handed over");
+            let message = &queued.message;
+            let delivery = Delivery {
+                qos: message.qos.min(other.qos),
+                retain: message.retain,
+                limits,
+                subscription_ids: &other.subscription_ids,
+                share: other.share.as_ref(),
+            };
+            let copy = OnceCell::from(message.clone());
+            self.deliver(&other.session, message, &copy, delivery);
         }
     }
 
@@ -291,28 +471,39 @@ impl Broker {
         }
     }
 
-    /// Routes `message` to every matching subscription and updates the retained store.
+    /// Routes `message`, published by client `publisher` (none for a will or the
+    /// broker's own), to every matching subscription and updates the retained store.
     ///
     /// Returns a session whose queue this message took beyond its limits: a publisher
     /// that can wait (a connection) pauses until that queue has room again.
-    pub fn publish(&self, message: Message) -> Option<Arc<Session>> {
+    pub fn publish(&self, message: Message, publisher: Option<&str>) -> Option<Arc<Session>> {
         if message.retain {
             self.retain(&message);
         }
         // Offline sessions may keep a message for long: they get one exact-size copy,
         // not a slice pinning the publisher's receive buffer.
         let kept = OnceCell::new();
-        let subscribers = read(&self.subscriptions).matches(&message.topic);
+        let matched = read(&self.subscriptions).matches(&message.topic, publisher);
         let limits = self.queue_limits();
         let mut congested = None;
-        for subscriber in subscribers {
+        for Matched {
+            session,
+            qos,
+            retain_as_published,
+            subscription_ids,
+            share,
+        } in matched
+        {
             let delivery = Delivery {
-                qos: message.qos.min(subscriber.qos),
-                // Live deliveries never carry the retain flag (MQTT-3.3.1-9).
-                retain: false,
+                qos: message.qos.min(qos),
+                // Live deliveries carry the retain flag only with Retain As Published
+                // (MQTT-3.3.1-9, MQTT-3.3.1-12, MQTT-3.3.1-13).
+                retain: message.retain && retain_as_published,
                 limits,
+                subscription_ids: &subscription_ids,
+                share: share.as_ref(),
             };
-            let offer = self.deliver(&subscriber.session, &message, &kept, delivery);
+            let offer = self.deliver(&session, &message, &kept, delivery);
             if matches!(
                 offer,
                 Offer::Queued {
@@ -321,7 +512,7 @@ impl Broker {
                 }
             ) && congested.is_none()
             {
-                congested = Some(subscriber.session);
+                congested = Some(session);
             }
         }
         congested
@@ -357,6 +548,8 @@ impl Broker {
             qos,
             retain,
             limits,
+            subscription_ids,
+            share,
         } = delivery;
         let mut state = session.lock();
         if state.closed {
@@ -367,9 +560,12 @@ impl Broker {
         } else {
             detached.get_or_init(|| message.detached())
         };
-        let message = source.for_delivery(qos, retain);
-        let stored = (state.persistent && qos != QoS::AtMostOnce).then(|| message.clone());
-        let offer = state.offer(message, limits);
+        let mut message = source.for_delivery(qos, retain);
+        if !subscription_ids.is_empty() {
+            message = message.with_subscription_ids(subscription_ids);
+        }
+        let stored = (state.persistent() && qos != QoS::AtMostOnce).then(|| message.clone());
+        let offer = state.offer(message, share.cloned(), limits);
         match offer {
             Offer::Queued { seq, .. } => {
                 if let Some(message) = stored {
@@ -413,10 +609,10 @@ impl Broker {
         self.room.notify_waiters();
     }
 
-    /// The queued message `seq` of `session` was acknowledged: forget it.
+    /// The queued message `seq` of `session` was acknowledged (or dropped): forget it.
     pub fn delivered(&self, session: &Session, seq: u64) {
         let state = session.lock();
-        if state.persistent && !state.closed {
+        if state.persistent() && !state.closed {
             self.record(&[Change::Delivered {
                 client_id: session.client_id.clone(),
                 seq,
@@ -424,13 +620,16 @@ impl Broker {
         }
     }
 
-    /// Subscribes `session` to each filter, answering with one return code a filter.
-    /// Matching retained messages are queued after the subscription is in place.
+    /// Subscribes `session` to each filter, answering with one reason code a filter: the
+    /// QoS granted, or why it was refused. `id` is the SUBSCRIBE's Subscription
+    /// Identifier. Retained messages are queued after the subscription is in place, as
+    /// each filter's Retain Handling says.
     pub fn subscribe(
         &self,
         session: &Arc<Session>,
-        filters: &[(ByteString, QoS)],
-    ) -> Vec<SubscribeReturnCode> {
+        filters: &[(ByteString, SubscriptionOptions)],
+        id: Option<NonZeroU32>,
+    ) -> Vec<ReasonCode> {
         // A filter repeated later in the same packet replaces its subscription at once,
         // so retained messages are sent only for its last occurrence.
         let mut seen = HashSet::with_capacity(filters.len());
@@ -443,112 +642,145 @@ impl Broker {
         let codes: Vec<_> = filters
             .iter()
             .zip(last.into_iter().rev())
-            .map(|((raw, requested), last)| {
-                match self.subscribe_one(session, raw, *requested, last) {
-                    Ok(qos) => SubscribeReturnCode::Granted(qos),
-                    Err(why) => {
+            .map(|((raw, options), last)| {
+                match self.subscribe_one(session, raw, options, id, last) {
+                    Ok(qos) => ReasonCode::granted(qos),
+                    Err((code, why)) => {
                         refused.get_or_insert((raw, why));
-                        SubscribeReturnCode::Failure
+                        code
                     }
                 }
             })
             .collect();
         // One line a packet, however many filters it refuses.
         if let Some((filter, why)) = refused {
-            let count = codes
-                .iter()
-                .filter(|c| **c == SubscribeReturnCode::Failure)
-                .count();
+            let count = codes.iter().filter(|c| c.is_error()).count();
             warn!(client = %session.client_id, %filter, count, "subscription refused: {why}");
         }
         codes
     }
 
-    /// One filter of a SUBSCRIBE: the granted QoS, or why it is refused.
+    /// One filter of a SUBSCRIBE: the granted QoS, or the reason code refusing it and
+    /// why. `last`: no later filter of the same packet replaces it.
     fn subscribe_one(
         &self,
         session: &Arc<Session>,
         raw: &ByteString,
-        requested: QoS,
-        send_retained: bool,
-    ) -> Result<QoS, String> {
+        options: &SubscriptionOptions,
+        id: Option<NonZeroU32>,
+        last: bool,
+    ) -> Result<QoS, (ReasonCode, String)> {
         if !self.topic_depth_allowed(raw) {
-            return Err(format!(
+            let why = format!(
                 "more than max_topic_levels ({}) levels",
                 self.limits.max_topic_levels.0
-            ));
+            );
+            return Err((ReasonCode::TOPIC_FILTER_INVALID, why));
         }
         // Kept for the session's lifetime: an exact-size copy, not a slice of the packet.
-        let filter = TopicFilter::new(ByteString::from(&**raw)).map_err(|e| e.to_string())?;
-        let qos = requested.min(self.limits.max_qos.0);
-        {
+        let filter = TopicFilter::new(ByteString::from(&**raw))
+            .map_err(|e| (ReasonCode::TOPIC_FILTER_INVALID, e.to_string()))?;
+        let qos = options.qos.min(self.limits.max_qos.0);
+        let subscription = Subscription {
+            qos,
+            no_local: options.no_local,
+            retain_as_published: options.retain_as_published,
+            id,
+        };
+        let existed = {
             let mut state = session.lock();
             if state.closed {
-                return Err("the session was taken over".into());
+                let why = "the session was taken over".to_string();
+                return Err((ReasonCode::UNSPECIFIED_ERROR, why));
             }
             if state.subscriptions.len() >= self.limits.max_subscriptions_per_client
                 && !state.subscriptions.contains_key(&filter)
             {
-                return Err("subscription limit reached".into());
+                let why = "subscription limit reached".to_string();
+                return Err((ReasonCode::QUOTA_EXCEEDED, why));
             }
-            state.subscriptions.insert(filter.clone(), qos);
+            let existed = state
+                .subscriptions
+                .insert(filter.clone(), subscription)
+                .is_some();
             let subscriber = Subscriber {
                 session: session.clone(),
-                qos,
+                subscription,
             };
             write(&self.subscriptions).insert(&filter, subscriber);
-            if state.persistent {
+            if state.persistent() {
                 self.record(&[Change::Subscribed {
                     client_id: session.client_id.clone(),
                     filter: filter.clone(),
-                    qos,
+                    subscription,
                 }]);
             }
-        }
-        if send_retained {
-            // Every matching retained message is due (MQTT-3.3.1-6), however many: the
-            // replay may fill the queue beyond max_queued_messages by at most the size of
-            // the retained store, and it shares the payloads rather than copying them.
-            let max_retained = self.limits.max_retained_messages;
-            let limits = QueueLimits {
-                messages: self.limits.max_queued_messages.saturating_add(max_retained),
-                bytes: usize::MAX,
+            existed
+        };
+        // Shared subscriptions get no retained messages (MQTT 5.0, 4.8.2).
+        let send_retained = last
+            && filter.share().is_none()
+            && match options.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscription => !existed,
+                RetainHandling::Never => false,
             };
-            let retained = read(&self.retained).matching(&filter, max_retained);
-            for message in &retained {
-                let delivery = Delivery {
-                    qos: message.qos.min(qos),
-                    retain: true,
-                    limits,
-                };
-                // Retained messages are exact-size copies already.
-                let copy = OnceCell::from(message.clone());
-                if self.deliver(session, message, &copy, delivery) == Offer::QueueFull {
-                    break;
-                }
-            }
+        if send_retained {
+            self.send_retained(session, &filter, &subscription);
         }
         Ok(qos)
     }
 
-    /// Removes the session's subscriptions to exactly these filters.
-    pub fn unsubscribe(&self, session: &Arc<Session>, filters: &[ByteString]) {
-        for raw in filters {
-            let Ok(filter) = TopicFilter::new(raw.clone()) else {
-                continue;
+    /// Queues every retained message matching `filter` for `session` (MQTT-3.3.1-6),
+    /// however many: the replay may fill the queue beyond max_queued_messages by at most
+    /// the size of the retained store, and it shares the payloads rather than copying.
+    fn send_retained(&self, session: &Session, filter: &TopicFilter, subscription: &Subscription) {
+        let max_retained = self.limits.max_retained_messages;
+        let limits = QueueLimits {
+            messages: self.limits.max_queued_messages.saturating_add(max_retained),
+            bytes: usize::MAX,
+        };
+        let ids: Vec<u32> = subscription.id.map(NonZeroU32::get).into_iter().collect();
+        let retained = read(&self.retained).matching(filter, max_retained);
+        for message in &retained {
+            let delivery = Delivery {
+                qos: message.qos.min(subscription.qos),
+                retain: true,
+                limits,
+                subscription_ids: &ids,
+                share: None,
             };
-            let mut state = session.lock();
-            if state.closed || state.subscriptions.remove(&filter).is_none() {
-                continue;
-            }
-            write(&self.subscriptions).remove(&filter, &session.client_id);
-            if state.persistent {
-                self.record(&[Change::Unsubscribed {
-                    client_id: session.client_id.clone(),
-                    filter,
-                }]);
+            // Retained messages are exact-size copies already.
+            let copy = OnceCell::from(message.clone());
+            if self.deliver(session, message, &copy, delivery) == Offer::QueueFull {
+                break;
             }
         }
+    }
+
+    /// Removes the session's subscriptions to exactly these filters, answering with one
+    /// reason code a filter.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filters: &[ByteString]) -> Vec<ReasonCode> {
+        filters
+            .iter()
+            .map(|raw| {
+                let Ok(filter) = TopicFilter::new(raw.clone()) else {
+                    return ReasonCode::TOPIC_FILTER_INVALID;
+                };
+                let mut state = session.lock();
+                if state.closed || state.subscriptions.remove(&filter).is_none() {
+                    return ReasonCode::NO_SUBSCRIPTION_EXISTED;
+                }
+                write(&self.subscriptions).remove(&filter, &session.client_id);
+                if state.persistent() {
+                    self.record(&[Change::Unsubscribed {
+                        client_id: session.client_id.clone(),
+                        filter,
+                    }]);
+                }
+                ReasonCode::SUCCESS
+            })
+            .collect()
     }
 }
 
@@ -571,16 +803,20 @@ mod tests {
             messages: 2,
             bytes: 1024,
         };
-        let session = Arc::new(Session::new(ByteString::from_static("c"), false));
-        session.lock().attachment = Some(Attachment::new(1, None));
+        let session = Arc::new(Session::new(
+            ByteString::from_static("c"),
+            SessionExpiry::NONE,
+        ));
+        session.set_attachment(&mut session.lock(), Some(Attachment::new(1, None)));
         let message = Message {
             topic: TopicName::new(ByteString::from_static("t")).unwrap(),
             payload: Bytes::from_static(b"x"),
             qos: QoS::AtLeastOnce,
             retain: false,
+            properties: None,
         };
         for _ in 0..2 {
-            let offer = session.lock().offer(message.clone(), limits);
+            let offer = session.lock().offer(message.clone(), None, limits);
             assert!(matches!(
                 offer,
                 Offer::Queued {
@@ -598,7 +834,8 @@ mod tests {
         let mut out = BytesMut::new();
         let due = {
             let mut state = session.lock();
-            state.drain(1, &mut out, usize::MAX);
+            let mut encoder = crate::protocol::Encoder::new(crate::protocol::ProtocolVersion::V311);
+            state.drain(1, &mut encoder, &mut out, usize::MAX);
             state.take_room_made(limits)
         };
         assert!(due);

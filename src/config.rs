@@ -133,7 +133,9 @@ pub struct MqttConfig {
     pub max_packet_size: PacketSize,
     /// Connections beyond this are closed as soon as they are accepted.
     pub max_connections: Connections,
-    /// QoS 1/2 messages sent to one client and not yet acknowledged.
+    /// QoS 1/2 messages sent to one client and not yet acknowledged; also the Receive
+    /// Maximum announced to MQTT 5.0 clients, and the QoS 2 messages any client may
+    /// have received and not yet released.
     pub max_inflight_messages: Window,
     /// Messages waiting per session beyond the in-flight window; newer ones are dropped.
     pub max_queued_messages: usize,
@@ -154,6 +156,9 @@ pub struct MqttConfig {
     pub max_qos: MaxQos,
     /// Time a new connection has to send CONNECT.
     pub connect_timeout_secs: ConnectTimeout,
+    /// Topic aliases an MQTT 5.0 client may set up, and the most the broker sets up
+    /// towards one: 0 turns them off.
+    pub max_topic_alias: u16,
 }
 
 impl Default for MqttConfig {
@@ -171,6 +176,7 @@ impl Default for MqttConfig {
             max_topic_levels: TopicLevels(128),
             max_qos: MaxQos(QoS::ExactlyOnce),
             connect_timeout_secs: ConnectTimeout(10),
+            max_topic_alias: 10,
         }
     }
 }

@@ -26,12 +26,12 @@ use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
 use crate::broker::{Admitted, Attached, Broker};
-use crate::message::Message;
+use crate::message::{Message, MessageProperties};
 use crate::protocol::{
-    decode, encode, ConnAck, Connect, ConnectReturnCode, DecodeError, LastWill, Packet,
-    ProtocolVersion, QoS, SubAck,
+    connect_version, Ack, ConnAck, Connect, DecodeError, Decoder, Disconnect, Encoder, Packet,
+    PropertyFields, ProtocolVersion, QoS, ReasonCode, SubAck, UnsubAck, MAX_REMAINING_LENGTH,
 };
-use crate::session::{Acked, Kick, Session};
+use crate::session::{Acked, IncomingQos2, Kick, Session, SessionExpiry};
 
 /// Output beyond this many bytes stops reading until the peer catches up.
 const HIGH_WATER: usize = 64 * 1024;
@@ -111,15 +111,16 @@ fn release_if_empty(buf: &mut BytesMut) {
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 enum Close {
-    /// The client sent DISCONNECT: the only end that discards the will.
+    /// The client sent DISCONNECT: the will is discarded unless it asked otherwise
+    /// (MQTT 5.0 reason code 0x04).
     #[error("client sent DISCONNECT")]
-    Disconnect,
+    Disconnect { with_will: bool },
     #[error("peer closed the connection")]
     PeerClosed,
     #[error("I/O error: {0}")]
     Io(io::Error),
-    #[error("protocol error: {0}")]
-    Protocol(String),
+    #[error("protocol error: {detail}")]
+    Protocol { reason: ReasonCode, detail: String },
     #[error("keep alive expired")]
     KeepAliveExpired,
     #[error("session taken over by another connection")]
@@ -129,8 +130,34 @@ enum Close {
 }
 
 impl Close {
+    fn protocol(reason: ReasonCode, detail: impl Into<String>) -> Close {
+        Close::Protocol {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
     fn publishes_will(&self) -> bool {
-        !matches!(self, Close::Disconnect)
+        !matches!(self, Close::Disconnect { with_will: false })
+    }
+
+    /// The DISCONNECT an MQTT 5.0 client is told this with, if any.
+    fn disconnect_packet(&self) -> Option<Disconnect> {
+        let (reason, reason_string) = match self {
+            Close::Protocol { reason, detail } => (*reason, Some(detail.as_str())),
+            Close::KeepAliveExpired => (ReasonCode::KEEP_ALIVE_TIMEOUT, None),
+            Close::TakenOver => (ReasonCode::SESSION_TAKEN_OVER, None),
+            Close::Shutdown => (ReasonCode::SERVER_SHUTTING_DOWN, None),
+            Close::Disconnect { .. } | Close::PeerClosed | Close::Io(_) => return None,
+        };
+        let mut disconnect = Disconnect {
+            reason,
+            ..Disconnect::default()
+        };
+        if let Some(text) = reason_string {
+            disconnect.properties.fields_mut().reason_string = Some(ByteString::from(text));
+        }
+        Some(disconnect)
     }
 }
 
@@ -144,12 +171,21 @@ impl From<Kick> for Close {
     }
 }
 
+impl From<DecodeError> for Close {
+    fn from(e: DecodeError) -> Close {
+        Close::protocol(e.reason_code(), e.to_string())
+    }
+}
+
 /// What a connection needs from the server around it during its handshake.
 #[derive(Clone)]
 pub struct Context {
     pub auth: Arc<Authenticator>,
     pub shutdown: watch::Receiver<bool>,
 }
+
+/// How long a closing connection may take to send its last packets.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves one client on `stream` until it disconnects, fails or the server stops.
 pub fn serve<S>(
@@ -175,8 +211,7 @@ where
         Box::pin(open(handshake, &mut link)).await;
         if let Some(link) = &mut link {
             let close = link.run().await;
-            link.close(close);
-            let _ = link.stream.shutdown().await;
+            link.close(close).await;
         }
     }
 }
@@ -187,6 +222,16 @@ struct Handshake<S> {
     peer: SocketAddr,
     broker: Admitted,
     cx: Context,
+}
+
+/// What the CONNECT settled that is not the session's: how the connection runs.
+struct Agreed {
+    /// The keep alive in force: the client's, or the server's where it overrides it.
+    keep_alive: u16,
+    /// Set when the server overrides the client's keep alive (MQTT 5.0).
+    server_keep_alive: Option<u16>,
+    /// The client id, if the server assigned it.
+    assigned_client_id: Option<ByteString>,
 }
 
 /// Reads and checks the CONNECT, attaches the session, queues the CONNACK and puts the
@@ -207,35 +252,39 @@ where
         return;
     };
     release_if_empty(&mut input);
-    // Only what the connection keeps: the rest (credentials) is dropped here.
-    let Connect {
-        version,
-        clean_session,
-        keep_alive,
-        client_id,
-        will,
-        ..
-    } = connect;
+    let version = connect.version;
+    let agreed = match check_connect(&connect, &broker, &cx) {
+        Ok(agreed) => agreed,
+        Err(reason) => {
+            warn!(%peer, client = %connect.client_id, "connection refused: {reason}");
+            // MQTT 3.x has no return code for a bad will topic: it closes without one.
+            if version == ProtocolVersion::V5 || reason != ReasonCode::TOPIC_NAME_INVALID {
+                refuse(&mut stream, version, reason).await;
+            }
+            return;
+        }
+    };
     let connection_id = broker.next_connection_id();
     // Kept for the session's lifetime: its own copy, not a slice pinning the buffer.
-    let client_id = if client_id.is_empty() {
-        format!("auto-{}", uuid_like(connection_id)).into()
-    } else {
-        ByteString::from(&*client_id)
+    let client_id = match &agreed.assigned_client_id {
+        Some(assigned) => assigned.clone(),
+        None => ByteString::from(&*connect.client_id),
     };
+    let expiry = session_expiry(&connect);
     let attached = broker.attach(
         &client_id,
-        clean_session,
+        connect.clean_start,
+        expiry,
         connection_id,
-        keep_alive_limit(keep_alive),
+        keep_alive_limit(agreed.keep_alive),
     );
     let Attached {
         session,
         session_present,
     } = match attached {
         Ok(attached) => attached,
-        Err(code) => {
-            refuse(&mut stream, code).await;
+        Err(reason) => {
+            refuse(&mut stream, version, reason).await;
             return;
         }
     };
@@ -243,90 +292,168 @@ where
         %peer,
         client = %client_id,
         protocol = ?version,
-        clean_session,
-        keep_alive,
+        clean_start = connect.clean_start,
+        keep_alive = agreed.keep_alive,
+        session_expiry = expiry.0,
         session_present,
         "client connected"
     );
+    let client = &connect.properties;
+    let mut decoder = Decoder::new(version, broker.limits.max_packet_size.0);
+    let mut encoder = Encoder::new(version);
+    if version == ProtocolVersion::V5 {
+        decoder.allow_topic_aliases(broker.limits.max_topic_alias);
+        if let Some(max) = client.maximum_packet_size {
+            encoder.limit_packet_size(max);
+        }
+        if client.request_problem_information == Some(0) {
+            encoder.omit_problem_information();
+        }
+        let aliases = client.topic_alias_maximum.unwrap_or(0);
+        encoder.use_topic_aliases(aliases.min(broker.limits.max_topic_alias));
+    }
+    let server_window = broker.limits.max_inflight_messages.0;
+    let window = client
+        .receive_maximum
+        .map_or(server_window, |max| server_window.min(usize::from(max)));
+    let will = connect.will.as_ref().map(|will| {
+        let message = Message {
+            topic: will.topic.detached(),
+            payload: bytes::Bytes::copy_from_slice(&will.payload),
+            qos: will.qos,
+            retain: will.retain,
+            properties: MessageProperties::from_packet(&will.properties, Instant::now()),
+        };
+        let delay = will.properties.will_delay_interval.unwrap_or(0);
+        Box::new(Will {
+            message,
+            delay: Duration::from_secs(u64::from(delay)),
+        })
+    });
+    let connack = ConnAck {
+        // MQTT 3.1's CONNACK has no such flag: its first byte is reserved.
+        session_present: session_present && version != ProtocolVersion::V31,
+        reason: ReasonCode::SUCCESS,
+        properties: connack_properties(&broker, &agreed).into(),
+    };
     let link = link.insert(Link {
         stream,
         peer,
         input,
         output: BytesMut::new(),
+        decoder,
+        encoder,
         broker,
         session,
-        will: will.map(Box::new),
-        keep_alive,
+        will,
+        keep_alive: agreed.keep_alive,
+        window: u16::try_from(window).unwrap_or(u16::MAX),
+        expiry_at_connect: expiry,
         connection_id,
         paused: None,
         sizing: ReadSizing::default(),
         more_to_send: true,
         deadline_stale: false,
     });
-    encode(
-        &Packet::ConnAck(ConnAck {
-            // MQTT 3.1's CONNACK has no such flag: its first byte is reserved.
-            session_present: session_present && version != ProtocolVersion::V31,
-            code: ConnectReturnCode::Accepted,
-        }),
-        &mut link.output,
-    );
-    link.session.lock().resend_inflight(&mut link.output);
+    link.encoder
+        .encode(&Packet::ConnAck(connack), &mut link.output);
+    link.session
+        .lock()
+        .resend_inflight(&mut link.encoder, &mut link.output);
 }
 
-/// Waits for the CONNECT and checks it. Refusals that have a return code are answered
-/// with a CONNACK; everything else closes without one. `None`: the connection is done.
+/// The will of a connection, with its MQTT 5.0 Will Delay Interval.
+struct Will {
+    message: Message,
+    delay: Duration,
+}
+
+/// The session expiry a CONNECT asks for: MQTT 3.x's clean session flag, or 5.0's
+/// Session Expiry Interval (0 when absent).
+fn session_expiry(connect: &Connect) -> SessionExpiry {
+    match connect.version {
+        ProtocolVersion::V5 => {
+            SessionExpiry(connect.properties.session_expiry_interval.unwrap_or(0))
+        }
+        ProtocolVersion::V31 | ProtocolVersion::V311 if connect.clean_start => SessionExpiry::NONE,
+        ProtocolVersion::V31 | ProtocolVersion::V311 => SessionExpiry::NEVER,
+    }
+}
+
+/// The properties of a successful MQTT 5.0 CONNACK: what this server supports and
+/// limits, so the client can keep within them.
+fn connack_properties(broker: &Broker, agreed: &Agreed) -> PropertyFields {
+    let limits = &broker.limits;
+    PropertyFields {
+        assigned_client_identifier: agreed.assigned_client_id.clone(),
+        server_keep_alive: agreed.server_keep_alive,
+        receive_maximum: Some(u16::try_from(limits.max_inflight_messages.0).unwrap_or(u16::MAX)),
+        maximum_qos: (limits.max_qos.0 != QoS::ExactlyOnce).then_some(limits.max_qos.0 as u8),
+        retain_available: Some(1),
+        maximum_packet_size: (limits.max_packet_size.0 < MAX_REMAINING_LENGTH)
+            .then(|| u32::try_from(limits.max_packet_size.0).unwrap_or(u32::MAX)),
+        topic_alias_maximum: (limits.max_topic_alias > 0).then_some(limits.max_topic_alias),
+        wildcard_subscription_available: Some(1),
+        subscription_identifier_available: Some(1),
+        shared_subscription_available: Some(1),
+        ..PropertyFields::default()
+    }
+}
+
+/// Waits for the CONNECT. Refusals that have a return code are answered with a
+/// CONNACK; everything else closes without one. `None`: the connection is done.
 async fn read_connect<S>(
     stream: &mut S,
     input: &mut BytesMut,
     peer: SocketAddr,
     broker: &Broker,
     cx: &Context,
-) -> Option<Connect>
+) -> Option<Box<Connect>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let max_packet_size = broker.limits.max_packet_size.0;
+    // Any version decodes a CONNECT, which names its own.
+    let mut decoder = Decoder::new(ProtocolVersion::V311, broker.limits.max_packet_size.0);
     let connect_timeout = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
     let mut shutdown = cx.shutdown.clone();
     let first = tokio::select! {
-        first = timeout(connect_timeout, read_packet(stream, input, max_packet_size)) => first,
+        first = timeout(connect_timeout, read_packet(stream, input, &mut decoder)) => first,
         _ = shutdown.changed() => return None,
     };
-    let connect = match first {
+    match first {
         Err(_) => {
             info!(%peer, "no CONNECT within {}s, closing", connect_timeout.as_secs());
-            return None;
+            None
         }
-        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        Ok(Ok(Some(Packet::Connect(connect)))) => Some(connect),
         Ok(Ok(Some(other))) => {
             warn!(%peer, "first packet was {}, not CONNECT, closing", other.name());
-            return None;
+            None
         }
-        Ok(Ok(None)) => return None,
+        Ok(Ok(None)) => None,
         Ok(Err(ReadError::Decode(DecodeError::UnsupportedProtocolLevel(level)))) => {
             warn!(%peer, "refusing unsupported protocol level {level}");
-            refuse(stream, ConnectReturnCode::UnacceptableProtocolVersion).await;
-            return None;
+            refuse(
+                stream,
+                ProtocolVersion::V311,
+                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+            )
+            .await;
+            None
+        }
+        Ok(Err(ReadError::Decode(e))) => {
+            warn!(%peer, "closing on an invalid CONNECT: {e}");
+            // MQTT 5.0 has a reason code for it; 3.x closes without a word.
+            if connect_version(input) == Some(ProtocolVersion::V5) {
+                refuse(stream, ProtocolVersion::V5, e.reason_code()).await;
+            }
+            None
         }
         Ok(Err(e)) => {
             warn!(%peer, "closing before CONNECT was read: {e}");
-            return None;
-        }
-    };
-    if let Some(will) = &connect.will {
-        if !broker.topic_depth_allowed(will.topic.as_str()) {
-            // MQTT 3.1.1 has no return code for this: close without CONNACK.
-            warn!(%peer, client = %connect.client_id, "will topic deeper than max_topic_levels, closing");
-            return None;
+            None
         }
     }
-    if let Err(code) = check_connect(&connect, broker, cx) {
-        warn!(%peer, client = %connect.client_id, "connection refused: {code:?}");
-        refuse(stream, code).await;
-        return None;
-    }
-    Some(connect)
 }
 
 /// How long a client with keep alive `secs` may stay silent: one and a half times that
@@ -344,42 +471,70 @@ fn uuid_like(n: u64) -> String {
     format!("{nanos:x}-{n:x}")
 }
 
-/// Checks an incoming CONNECT; `Err` carries the return code that refuses it.
-fn check_connect(
-    connect: &Connect,
-    broker: &Broker,
-    cx: &Context,
-) -> Result<(), ConnectReturnCode> {
-    if connect.client_id.is_empty() && !connect.clean_session {
-        return Err(ConnectReturnCode::IdentifierRejected);
+/// Checks an incoming CONNECT and settles how the connection runs; `Err` carries the
+/// reason code that refuses it (sent as the nearest return code to MQTT 3.x clients).
+fn check_connect(connect: &Connect, broker: &Broker, cx: &Context) -> Result<Agreed, ReasonCode> {
+    let limits = &broker.limits;
+    let v5 = connect.version == ProtocolVersion::V5;
+    // MQTT 3.1 allows client ids of 1 to 23 characters only; 3.1.1 an empty one only
+    // with a clean session; 5.0 an empty one always.
+    let id_ok = match connect.version {
+        ProtocolVersion::V31 => (1..=23).contains(&connect.client_id.chars().count()),
+        ProtocolVersion::V311 => !connect.client_id.is_empty() || connect.clean_start,
+        ProtocolVersion::V5 => true,
+    };
+    if !id_ok {
+        return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     }
-    // MQTT 3.1 allows client ids of 1 to 23 characters only.
-    if connect.version == ProtocolVersion::V31
-        && !(1..=23).contains(&connect.client_id.chars().count())
-    {
-        return Err(ConnectReturnCode::IdentifierRejected);
+    if let Some(will) = &connect.will {
+        if !broker.topic_depth_allowed(will.topic.as_str()) {
+            return Err(ReasonCode::TOPIC_NAME_INVALID);
+        }
+        if v5 && will.qos > limits.max_qos.0 {
+            return Err(ReasonCode::QOS_NOT_SUPPORTED);
+        }
     }
-    if connect.keep_alive > broker.limits.max_keepalive_secs {
-        return Err(ConnectReturnCode::IdentifierRejected);
+    if let Some(method) = &connect.properties.authentication_method {
+        if !cx.auth.supports_method(method) {
+            return Err(ReasonCode::BAD_AUTHENTICATION_METHOD);
+        }
     }
-    match cx.auth.check(connect.username.as_deref()) {
-        ConnectReturnCode::Accepted => Ok(()),
-        refused => Err(refused),
-    }
+    // A keep alive above the server's maximum, or none where there is a maximum: an
+    // MQTT 5.0 client is told the server's (Server Keep Alive); a 3.x client is
+    // refused, as Mosquitto does.
+    let max = limits.max_keepalive_secs;
+    let over = connect.keep_alive > max || (connect.keep_alive == 0 && max < u16::MAX);
+    let server_keep_alive = match (over, v5) {
+        (false, _) => None,
+        (true, true) => Some(max),
+        (true, false) => return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
+    };
+    cx.auth.check(connect.username.as_deref())?;
+    Ok(Agreed {
+        keep_alive: server_keep_alive.unwrap_or(connect.keep_alive),
+        server_keep_alive,
+        assigned_client_id: connect
+            .client_id
+            .is_empty()
+            .then(|| format!("auto-{}", uuid_like(broker.next_connection_id())).into()),
+    })
 }
 
-/// Sends a refusing CONNACK; the caller then closes the connection.
-async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W, code: ConnectReturnCode) {
-    let mut out = BytesMut::with_capacity(4);
-    encode(
-        &Packet::ConnAck(ConnAck {
-            session_present: false,
-            code,
-        }),
-        &mut out,
-    );
-    let _ = writer.write_all(&out).await;
-    let _ = writer.shutdown().await;
+/// Sends a refusing CONNACK in `version`; the caller then closes the connection.
+async fn refuse<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+) {
+    let mut out = BytesMut::with_capacity(8);
+    let connack = ConnAck {
+        session_present: false,
+        reason,
+        properties: Default::default(),
+    };
+    Encoder::new(version).encode(&Packet::ConnAck(connack), &mut out);
+    let _ = timeout(FAREWELL_TIMEOUT, writer.write_all(&out)).await;
+    let _ = timeout(FAREWELL_TIMEOUT, writer.shutdown()).await;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -394,10 +549,10 @@ enum ReadError {
 async fn read_packet<R: AsyncRead + Unpin>(
     reader: &mut R,
     input: &mut BytesMut,
-    max_packet_size: usize,
+    decoder: &mut Decoder,
 ) -> Result<Option<Packet>, ReadError> {
     loop {
-        if let Some(packet) = decode(input, max_packet_size)? {
+        if let Some(packet) = decoder.decode(input)? {
             return Ok(Some(packet));
         }
         if reader.read_buf(input).await? == 0 {
@@ -420,12 +575,19 @@ struct Link<S> {
     peer: SocketAddr,
     input: BytesMut,
     output: BytesMut,
+    decoder: Decoder,
+    encoder: Encoder,
     broker: Admitted,
     session: Arc<Session>,
     /// Boxed: most clients have none, and a will is large.
-    will: Option<Box<LastWill>>,
-    /// The client's keep alive in seconds, 0 for none.
+    will: Option<Box<Will>>,
+    /// The keep alive in force, in seconds, 0 for none.
     keep_alive: u16,
+    /// QoS 1/2 messages sent to the client and not yet acknowledged: the server's
+    /// limit, or the client's Receive Maximum if lower.
+    window: u16,
+    /// The session expiry the CONNECT set: a DISCONNECT may not raise it from 0.
+    expiry_at_connect: SessionExpiry,
     /// This connection's id, to tell whether the session is still attached to it.
     connection_id: u64,
     /// Set while this client's QoS 1/2 messages have taken a queue beyond its limits:
@@ -526,12 +688,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             }
         }
         if self.more_to_send && self.output.len() < LOW_WATER {
-            let window = self.broker.limits.max_inflight_messages.0;
-            state.drain(window, &mut self.output, LOW_WATER);
+            let window = usize::from(self.window);
+            let dropped = state.drain(window, &mut self.encoder, &mut self.output, LOW_WATER);
             let room_made = state.take_room_made(self.broker.queue_limits());
             drop(state);
             if room_made {
                 self.broker.room_made();
+            }
+            for seq in dropped {
+                self.broker.delivered(&self.session, seq);
             }
             // Anything left waits for room: an acknowledgement or a write sets this again.
             self.more_to_send = self.output.len() >= LOW_WATER;
@@ -549,128 +714,244 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         self.deadline_stale = true;
     }
 
-    /// Logs why the connection ended, publishes the will where due and detaches.
-    fn close(&mut self, close: Close) {
+    /// Logs why the connection ended, tells an MQTT 5.0 client why where there is a
+    /// reason code for it, publishes the will where due, detaches and closes.
+    async fn close(&mut self, close: Close) {
         let (peer, client_id) = (self.peer, &self.session.client_id);
         match &close {
-            Close::Disconnect | Close::PeerClosed | Close::Shutdown | Close::TakenOver => {
+            Close::Disconnect { .. } | Close::PeerClosed | Close::Shutdown | Close::TakenOver => {
                 info!(%peer, client = %client_id, reason = %close, "client disconnected")
             }
-            Close::Io(_) | Close::Protocol(_) | Close::KeepAliveExpired => {
+            Close::Io(_) | Close::Protocol { .. } | Close::KeepAliveExpired => {
                 warn!(%peer, client = %client_id, reason = %close, "connection closed")
             }
         }
         if close.publishes_will() {
             if let Some(will) = self.will.take() {
-                debug!(client = %client_id, topic = %will.topic, "publishing will");
-                let LastWill {
-                    topic,
-                    payload,
-                    qos,
-                    retain,
-                } = *will;
-                // Nobody to pause here: the connection is ending.
-                let _ = self.broker.publish(Message {
-                    topic,
-                    payload,
-                    qos,
-                    retain,
-                });
+                debug!(client = %client_id, topic = %will.message.topic, "publishing will");
+                self.broker.publish_will(
+                    &self.session,
+                    self.connection_id,
+                    will.message,
+                    will.delay,
+                );
             }
         }
         self.broker.detach(&self.session, self.connection_id);
+        if self.encoder.version() == ProtocolVersion::V5 {
+            if let Some(disconnect) = close.disconnect_packet() {
+                self.encoder
+                    .encode(&Packet::Disconnect(disconnect), &mut self.output);
+            }
+        }
+        // What is already buffered goes out too, but a peer that does not read holds
+        // nothing up for long.
+        if !self.output.is_empty() && !matches!(close, Close::Io(_) | Close::PeerClosed) {
+            let _ = timeout(FAREWELL_TIMEOUT, self.stream.write_all(&self.output)).await;
+        }
+        let _ = timeout(FAREWELL_TIMEOUT, self.stream.shutdown()).await;
     }
 
     /// Handles the complete packets in `input`. Stops early when a publish congests a
     /// queue: the rest waits in `input` until the pause ends. Keep alive counts whole
     /// control packets, not stray bytes: only they (and a pause) move the deadline.
     fn take_packets(&mut self) -> Result<(), Close> {
-        let max_packet_size = self.broker.limits.max_packet_size.0;
         while self.paused.is_none() {
-            match decode(&mut self.input, max_packet_size) {
-                Ok(Some(packet)) => self.handle(packet)?,
-                Ok(None) => break,
-                Err(e) => return Err(Close::Protocol(e.to_string())),
+            match self.decoder.decode(&mut self.input)? {
+                Some(packet) => self.handle(packet)?,
+                None => break,
             }
             self.deadline_stale = true;
         }
         Ok(())
     }
 
+    fn v5(&self) -> bool {
+        self.encoder.version() == ProtocolVersion::V5
+    }
+
+    fn send(&mut self, packet: &Packet) {
+        self.encoder.encode(packet, &mut self.output);
+    }
+
     fn handle(&mut self, packet: Packet) -> Result<(), Close> {
         match packet {
             Packet::Publish(publish) => {
                 if !self.broker.topic_depth_allowed(publish.topic.as_str()) {
-                    return Err(Close::Protocol(format!(
-                        "topic {} is deeper than max_topic_levels",
-                        publish.topic
-                    )));
+                    return Err(Close::protocol(
+                        ReasonCode::TOPIC_NAME_INVALID,
+                        format!("topic {} is deeper than max_topic_levels", publish.topic),
+                    ));
                 }
+                if self.v5() {
+                    if publish.qos > self.broker.limits.max_qos.0 {
+                        return Err(Close::protocol(
+                            ReasonCode::QOS_NOT_SUPPORTED,
+                            "PUBLISH above the Maximum QoS",
+                        ));
+                    }
+                    if !publish.properties.subscription_identifiers.is_empty() {
+                        return Err(Close::protocol(
+                            ReasonCode::PROTOCOL_ERROR,
+                            "a client's PUBLISH carries a Subscription Identifier",
+                        ));
+                    }
+                }
+                let properties = if publish.properties.is_empty() {
+                    None
+                } else {
+                    MessageProperties::from_packet(&publish.properties, Instant::now())
+                };
                 let message = Message {
                     topic: publish.topic,
                     payload: publish.payload,
                     qos: publish.qos,
                     retain: publish.retain,
+                    properties,
                 };
-                let congested = match publish.qos {
-                    QoS::AtMostOnce => self.broker.publish(message),
+                let fresh = match publish.qos {
+                    QoS::AtMostOnce => true,
                     QoS::AtLeastOnce => {
-                        encode(&Packet::PubAck(publish.pkid), &mut self.output);
-                        self.broker.publish(message)
+                        self.send(&Packet::PubAck(Ack::new(publish.pkid)));
+                        true
                     }
                     QoS::ExactlyOnce => {
-                        encode(&Packet::PubRec(publish.pkid), &mut self.output);
+                        // MQTT 5.0's Receive Maximum; 3.x has none, and its packet ids
+                        // bound the state anyway.
+                        let max = if self.v5() {
+                            self.broker.limits.max_inflight_messages.0
+                        } else {
+                            usize::MAX
+                        };
+                        let incoming = self.session.lock().receive_qos2(publish.pkid, max);
+                        if incoming == IncomingQos2::OverLimit {
+                            return Err(Close::protocol(
+                                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                                format!("more than {max} QoS 2 messages awaiting PUBREL"),
+                            ));
+                        }
+                        self.send(&Packet::PubRec(Ack::new(publish.pkid)));
                         // Delivered on first receipt; a resend before PUBREL is not.
-                        let fresh = self.session.lock().receive_qos2(publish.pkid);
-                        fresh.then(|| self.broker.publish(message)).flatten()
+                        incoming == IncomingQos2::Fresh
                     }
                 };
+                let publisher = Some(&*self.session.client_id);
+                let congested = fresh
+                    .then(|| self.broker.publish(message, publisher))
+                    .flatten();
                 if let Some(congested) = congested {
                     self.pause(congested);
                 }
             }
-            Packet::PubRel(pkid) => {
-                self.session.lock().release_qos2(pkid);
-                encode(&Packet::PubComp(pkid), &mut self.output);
+            Packet::PubRel(rel) => {
+                let known = self.session.lock().release_qos2(rel.pkid);
+                let reason = if known {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.send(&Packet::PubComp(Ack::with_reason(rel.pkid, reason)));
             }
-            Packet::PubAck(pkid) => {
-                let acked = self.session.lock().puback(pkid);
+            Packet::PubAck(ack) => {
+                let acked = self.session.lock().puback(ack.pkid);
                 self.acknowledged(acked);
             }
-            Packet::PubRec(pkid) => {
-                if self.session.lock().pubrec(pkid) == Acked::Released {
-                    encode(&Packet::PubRel(pkid), &mut self.output);
+            Packet::PubRec(rec) => {
+                let mut state = self.session.lock();
+                // A failure code ends the exchange: the message is done (MQTT 5.0 4.3.3).
+                let acked = if rec.reason.is_error() {
+                    state.pubrec_refused(rec.pkid)
+                } else {
+                    state.pubrec(rec.pkid)
+                };
+                drop(state);
+                match acked {
+                    Acked::Released => self.send(&Packet::PubRel(Ack::new(rec.pkid))),
+                    Acked::Unknown if !rec.reason.is_error() => self.send(&Packet::PubRel(
+                        Ack::with_reason(rec.pkid, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
+                    )),
+                    acked => self.acknowledged(acked),
                 }
             }
-            Packet::PubComp(pkid) => {
-                let acked = self.session.lock().pubcomp(pkid);
+            Packet::PubComp(comp) => {
+                let acked = self.session.lock().pubcomp(comp.pkid);
                 self.acknowledged(acked);
             }
             Packet::Subscribe(subscribe) => {
-                let codes = self.broker.subscribe(&self.session, &subscribe.filters);
+                let id = subscribe
+                    .properties
+                    .subscription_identifiers
+                    .first()
+                    .copied();
+                let shared_no_local = subscribe
+                    .filters
+                    .iter()
+                    .any(|(filter, options)| options.no_local && filter.starts_with("$share/"));
+                if shared_no_local {
+                    return Err(Close::protocol(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "No Local on a shared subscription",
+                    ));
+                }
+                let codes = self.broker.subscribe(
+                    &self.session,
+                    &subscribe.filters,
+                    id.and_then(std::num::NonZeroU32::new),
+                );
                 let ack = SubAck {
                     pkid: subscribe.pkid,
                     codes,
+                    properties: Default::default(),
                 };
-                encode(&Packet::SubAck(ack), &mut self.output);
+                self.send(&Packet::SubAck(ack));
                 // Retained messages were queued: send them after the SUBACK.
                 self.more_to_send = true;
             }
             Packet::Unsubscribe(unsubscribe) => {
-                self.broker.unsubscribe(&self.session, &unsubscribe.filters);
-                encode(&Packet::UnsubAck(unsubscribe.pkid), &mut self.output);
+                let codes = self.broker.unsubscribe(&self.session, &unsubscribe.filters);
+                let ack = UnsubAck {
+                    pkid: unsubscribe.pkid,
+                    codes,
+                    properties: Default::default(),
+                };
+                self.send(&Packet::UnsubAck(ack));
             }
-            Packet::PingReq => encode(&Packet::PingResp, &mut self.output),
-            Packet::Disconnect => return Err(Close::Disconnect),
+            Packet::PingReq => self.send(&Packet::PingResp),
+            Packet::Disconnect(disconnect) => {
+                if let Some(secs) = disconnect.properties.session_expiry_interval {
+                    // MQTT-3.14.2-2: a session that was to end with the connection
+                    // cannot be kept by its DISCONNECT.
+                    if self.expiry_at_connect == SessionExpiry::NONE && secs != 0 {
+                        return Err(Close::protocol(
+                            ReasonCode::PROTOCOL_ERROR,
+                            "DISCONNECT sets a Session Expiry Interval after CONNECT set none",
+                        ));
+                    }
+                    self.broker.set_session_expiry(
+                        &self.session,
+                        self.connection_id,
+                        SessionExpiry(secs),
+                    );
+                }
+                let with_will = disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL;
+                return Err(Close::Disconnect { with_will });
+            }
+            Packet::Auth(_) => {
+                // No authentication method is ever agreed, so AUTH is never expected.
+                return Err(Close::protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "AUTH without an agreed authentication method",
+                ));
+            }
             other @ (Packet::Connect(_)
             | Packet::ConnAck(_)
             | Packet::SubAck(_)
             | Packet::UnsubAck(_)
             | Packet::PingResp) => {
-                return Err(Close::Protocol(format!(
-                    "unexpected {} from a client",
-                    other.name()
-                )))
+                return Err(Close::protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    format!("unexpected {} from a client", other.name()),
+                ))
             }
         }
         Ok(())

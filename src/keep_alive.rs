@@ -130,11 +130,15 @@ mod tests {
     use bytestring::ByteString;
 
     use super::*;
-    use crate::session::Attachment;
+    use crate::session::{Attachment, SessionExpiry};
 
     fn attached(connection_id: u64, deadline: Instant) -> Arc<Session> {
-        let session = Arc::new(Session::new(ByteString::from_static("c"), false));
-        session.lock().attachment = Some(Attachment::new(connection_id, Some(deadline)));
+        let session = Arc::new(Session::new(
+            ByteString::from_static("c"),
+            SessionExpiry::NONE,
+        ));
+        let attachment = Attachment::new(connection_id, Some(deadline));
+        session.set_attachment(&mut session.lock(), Some(attachment));
         session
     }
 

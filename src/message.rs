@@ -1,17 +1,111 @@
 //! The one message model every entry point produces and every exit renders from.
 
-use bytes::Bytes;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::protocol::QoS;
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::protocol::{property_id as id, PropertyFields, PropertyValue, QoS, WriteProperties};
 use crate::topic::TopicName;
 
-/// An application message. Cloning shares the payload and topic; it never copies them.
+/// An application message. Cloning shares the payload, topic and properties; it never
+/// copies them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub topic: TopicName,
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
+    /// MQTT 5.0 properties that travel with the message: none for most messages.
+    pub properties: Option<Arc<MessageProperties>>,
+}
+
+/// What MQTT 5.0 lets a publisher attach to a message for its subscribers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageProperties {
+    pub payload_format_indicator: Option<u8>,
+    pub content_type: Option<ByteString>,
+    pub response_topic: Option<ByteString>,
+    pub correlation_data: Option<Bytes>,
+    /// In the publisher's order.
+    pub user_properties: Vec<(ByteString, ByteString)>,
+    /// From the Message Expiry Interval: the message is not delivered after this.
+    pub expires_at: Option<Instant>,
+    /// The identifiers of the subscriptions a delivery is for; set per subscriber.
+    pub subscription_identifiers: Vec<u32>,
+}
+
+impl MessageProperties {
+    /// The message properties of a received PUBLISH (or will), in allocations of their
+    /// own; `None` if it has none. `now` is when it was received.
+    pub fn from_packet(fields: &PropertyFields, now: Instant) -> Option<Arc<MessageProperties>> {
+        let own = |s: &Option<ByteString>| s.as_deref().map(ByteString::from);
+        let properties = MessageProperties {
+            payload_format_indicator: fields.payload_format_indicator,
+            content_type: own(&fields.content_type),
+            response_topic: own(&fields.response_topic),
+            correlation_data: fields
+                .correlation_data
+                .as_deref()
+                .map(Bytes::copy_from_slice),
+            user_properties: fields
+                .user_properties
+                .iter()
+                .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
+                .collect(),
+            expires_at: fields
+                .message_expiry_interval
+                .map(|secs| now + Duration::from_secs(u64::from(secs))),
+            subscription_identifiers: Vec::new(),
+        };
+        (properties != MessageProperties::default()).then(|| Arc::new(properties))
+    }
+
+    /// Seconds left before expiry at `now`, rounded up; `None` without expiry, and
+    /// `Some(0)` once expired.
+    pub fn remaining_secs(&self, now: Instant) -> Option<u32> {
+        let left = self.expires_at?.saturating_duration_since(now);
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        Some(u32::try_from(secs).unwrap_or(u32::MAX))
+    }
+}
+
+/// A message's properties as written into one PUBLISH at one moment: the expiry interval
+/// is what is left of it then.
+pub struct OutgoingProperties<'a> {
+    pub properties: Option<&'a MessageProperties>,
+    pub now: Instant,
+}
+
+impl WriteProperties for OutgoingProperties<'_> {
+    fn each(&self, f: &mut dyn FnMut(u8, PropertyValue<'_>)) {
+        use crate::protocol::PropertyValue::*;
+        let Some(p) = self.properties else {
+            return;
+        };
+        if let Some(v) = p.payload_format_indicator {
+            f(id::PAYLOAD_FORMAT_INDICATOR, Byte(v));
+        }
+        if let Some(secs) = p.remaining_secs(self.now) {
+            f(id::MESSAGE_EXPIRY_INTERVAL, FourBytes(secs));
+        }
+        if let Some(v) = &p.content_type {
+            f(id::CONTENT_TYPE, Bytes(v.as_bytes()));
+        }
+        if let Some(v) = &p.response_topic {
+            f(id::RESPONSE_TOPIC, Bytes(v.as_bytes()));
+        }
+        if let Some(v) = &p.correlation_data {
+            f(id::CORRELATION_DATA, Bytes(v));
+        }
+        for &id in &p.subscription_identifiers {
+            f(id::SUBSCRIPTION_IDENTIFIER, Varint(id));
+        }
+        for (k, v) in &p.user_properties {
+            f(id::USER_PROPERTY, Pair(k.as_bytes(), v.as_bytes()));
+        }
+    }
 }
 
 impl Message {
@@ -30,6 +124,24 @@ impl Message {
         Message {
             qos,
             retain,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the message has expired by `now` (MQTT 5.0 Message Expiry Interval).
+    pub fn expired(&self, now: Instant) -> bool {
+        self.properties
+            .as_deref()
+            .and_then(|p| p.remaining_secs(now))
+            == Some(0)
+    }
+
+    /// The same message carrying `ids` as its subscription identifiers.
+    pub fn with_subscription_ids(&self, ids: &[u32]) -> Message {
+        let mut properties = self.properties.as_deref().cloned().unwrap_or_default();
+        properties.subscription_identifiers = ids.to_vec();
+        Message {
+            properties: Some(Arc::new(properties)),
             ..self.clone()
         }
     }

@@ -1,7 +1,9 @@
 //! The subscription tree shared by all connections: which sessions want a topic.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::str::Split;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytestring::ByteString;
@@ -11,15 +13,88 @@ use crate::protocol::QoS;
 use crate::session::Session;
 use crate::topic::{TopicFilter, TopicName};
 
+/// How a session subscribed with one filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    /// The QoS granted.
+    pub qos: QoS,
+    /// Messages the session published itself are not sent back to it.
+    pub no_local: bool,
+    /// Forwarded messages keep the RETAIN flag they were published with.
+    pub retain_as_published: bool,
+    /// The Subscription Identifier, sent back with matching messages (MQTT 5.0).
+    pub id: Option<NonZeroU32>,
+}
+
+impl Subscription {
+    /// An MQTT 3.x subscription at `qos`.
+    pub fn qos(qos: QoS) -> Subscription {
+        Subscription {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            id: None,
+        }
+    }
+}
+
 /// One session's subscription at a node of the tree.
 #[derive(Clone)]
 pub struct Subscriber {
     pub session: Arc<Session>,
-    pub qos: QoS,
+    pub subscription: Subscription,
 }
 
-/// The sessions subscribed with one filter, by client id.
-type Subscribers = HashMap<ByteString, Subscriber>;
+/// One delivery a published message is due: to a session, once, whatever the number of
+/// its subscriptions that match (MQTT-3.3.4-2), or to one member of a shared group.
+pub struct Matched {
+    pub session: Arc<Session>,
+    /// The highest QoS among the matching subscriptions.
+    pub qos: QoS,
+    pub retain_as_published: bool,
+    /// The identifiers of all matching subscriptions that have one.
+    pub subscription_ids: Vec<u32>,
+    /// The shared subscription it is delivered for, if any.
+    pub share: Option<Arc<TopicFilter>>,
+}
+
+/// The subscriptions made with one filter: plain ones by client id, shared ones by
+/// group.
+#[derive(Default)]
+struct Subscribers {
+    plain: HashMap<ByteString, Subscriber>,
+    shared: HashMap<ByteString, SharedGroup>,
+}
+
+impl Subscribers {
+    fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.shared.is_empty()
+    }
+}
+
+/// The members of one shared subscription. Each message goes to one of them, in turn
+/// (round robin), skipping members that are offline while any member is online.
+struct SharedGroup {
+    /// `$share/{group}/{filter}`, as the deliveries made for it are marked.
+    filter: Arc<TopicFilter>,
+    members: Vec<Subscriber>,
+    next: AtomicUsize,
+}
+
+impl SharedGroup {
+    /// The member to deliver the next message to, other than `except`.
+    fn choose(&self, except: Option<&Session>) -> Option<&Subscriber> {
+        let eligible = |m: &&Subscriber| !except.is_some_and(|e| std::ptr::eq(&*m.session, e));
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.members.len();
+        let in_turn = (0..n).map(|i| &self.members[(start + i) % n]);
+        in_turn
+            .clone()
+            .filter(eligible)
+            .find(|m| m.session.is_online())
+            .or_else(|| in_turn.clone().find(eligible))
+    }
+}
 
 /// A trie of topic filters, one level a node, with `+` and `#` as ordinary keys.
 #[derive(Default)]
@@ -31,53 +106,135 @@ impl SubscriptionTree {
     /// Adds or replaces the subscription of `subscriber`'s session to `filter`.
     pub fn insert(&mut self, filter: &TopicFilter, subscriber: Subscriber) {
         let client_id = subscriber.session.client_id.clone();
-        self.root
-            .entry(filter.levels())
-            .insert(client_id, subscriber);
+        let node = self.root.entry(filter.levels());
+        let Some((group, _)) = filter.share() else {
+            node.plain.insert(client_id, subscriber);
+            return;
+        };
+        let group = node
+            .shared
+            .entry(ByteString::from(group))
+            .or_insert_with(|| SharedGroup {
+                filter: Arc::new(filter.clone()),
+                members: Vec::new(),
+                next: AtomicUsize::new(0),
+            });
+        match group
+            .members
+            .iter_mut()
+            .find(|m| m.session.client_id == client_id)
+        {
+            Some(member) => *member = subscriber,
+            None => group.members.push(subscriber),
+        }
     }
 
     /// Removes `client_id`'s subscription to `filter`; true if there was one.
     pub fn remove(&mut self, filter: &TopicFilter, client_id: &str) -> bool {
         let levels: Vec<&str> = filter.levels().collect();
+        let share = filter.share();
         self.root
             .update(
                 &levels,
-                |subs| subs.remove(client_id).is_some(),
-                &HashMap::is_empty,
+                |subs| match share {
+                    None => subs.plain.remove(client_id).is_some(),
+                    Some((group, _)) => {
+                        let Some(members) = subs.shared.get_mut(group) else {
+                            return false;
+                        };
+                        let before = members.members.len();
+                        members
+                            .members
+                            .retain(|m| *m.session.client_id != *client_id);
+                        let removed = members.members.len() < before;
+                        if members.members.is_empty() {
+                            subs.shared.remove(group);
+                        }
+                        removed
+                    }
+                },
+                &Subscribers::is_empty,
             )
             .unwrap_or(false)
     }
 
-    /// Every session subscribed to a filter matching `topic`, once each, with the
-    /// highest QoS among its matching subscriptions.
-    pub fn matches(&self, topic: &TopicName) -> Vec<Subscriber> {
-        let mut found: Vec<Subscriber> = Vec::new();
+    /// Every delivery a message on `topic` published by `publisher` is due: one per
+    /// session with matching plain subscriptions (those with No Local skipped for the
+    /// publisher), and one per matching shared group.
+    pub fn matches(&self, topic: &TopicName, publisher: Option<&str>) -> Vec<Matched> {
+        let mut plain: Vec<&Subscriber> = Vec::new();
+        let mut found = Vec::new();
         collect(&self.root, topic.levels(), topic.is_system(), &mut |node| {
-            found.extend(node.value.values().cloned())
-        });
-        if found.len() > 1 {
-            // One delivery a session. By session identity, not client id: a session that
-            // was replaced under the same client id must never shadow the live one.
-            found.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
-            found.dedup_by(|later, kept| {
-                let same = Arc::ptr_eq(&later.session, &kept.session);
-                if same {
-                    kept.qos = kept.qos.max(later.qos);
+            plain.extend(node.value.plain.values().filter(|s| {
+                !(s.subscription.no_local && publisher == Some(&*s.session.client_id))
+            }));
+            for group in node.value.shared.values() {
+                if let Some(member) = group.choose(None) {
+                    let mut matched = Matched::from(member);
+                    matched.share = Some(group.filter.clone());
+                    found.push(matched);
                 }
-                same
-            });
+            }
+        });
+        // One delivery a session. By session identity, not client id: a session that was
+        // replaced under the same client id must never shadow the live one.
+        plain.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
+        for subscriber in plain {
+            match found.last_mut() {
+                Some(last)
+                    if last.share.is_none() && Arc::ptr_eq(&last.session, &subscriber.session) =>
+                {
+                    last.merge(&subscriber.subscription)
+                }
+                _ => found.push(Matched::from(subscriber)),
+            }
         }
         found
+    }
+
+    /// Another member of the shared subscription `filter` than `leaving`, to take over
+    /// a message that was meant for it.
+    pub fn other_member(&self, filter: &TopicFilter, leaving: &Session) -> Option<Matched> {
+        let (group, _) = filter.share()?;
+        let node = self.root.find(filter.levels())?;
+        let group = node.value.shared.get(group)?;
+        let member = group.choose(Some(leaving))?;
+        let mut matched = Matched::from(member);
+        matched.share = Some(group.filter.clone());
+        Some(matched)
+    }
+}
+
+impl From<&Subscriber> for Matched {
+    fn from(subscriber: &Subscriber) -> Matched {
+        let subscription = &subscriber.subscription;
+        Matched {
+            session: subscriber.session.clone(),
+            qos: subscription.qos,
+            retain_as_published: subscription.retain_as_published,
+            subscription_ids: subscription.id.map(NonZeroU32::get).into_iter().collect(),
+            share: None,
+        }
+    }
+}
+
+impl Matched {
+    /// Adds another matching subscription of the same session.
+    fn merge(&mut self, subscription: &Subscription) {
+        self.qos = self.qos.max(subscription.qos);
+        self.retain_as_published |= subscription.retain_as_published;
+        self.subscription_ids
+            .extend(subscription.id.map(NonZeroU32::get));
     }
 }
 
 /// Walks the tree along the topic's remaining `levels`; the iterator is cloned where the
 /// walk branches, so a publish allocates nothing to split its topic.
-fn collect(
-    node: &Node<Subscribers>,
+fn collect<'a>(
+    node: &'a Node<Subscribers>,
     mut levels: Split<'_, char>,
     system_root: bool,
-    add: &mut impl FnMut(&Node<Subscribers>),
+    add: &mut impl FnMut(&'a Node<Subscribers>),
 ) {
     // `system_root`: at the first level of a `$` topic, where wildcards do not match.
     if !system_root {
@@ -104,6 +261,7 @@ mod tests {
     use super::*;
     use crate::message::Message;
     use crate::retained::RetainedStore;
+    use crate::session::SessionExpiry;
 
     const FILTERS: &[&str] = &[
         "#", "+", "a", "a/#", "a/+", "a/b", "a/b/c", "+/b", "+/+", "+/#", "/+", "/#", "a//b",
@@ -127,18 +285,21 @@ mod tests {
     fn trie_matches_like_the_filter_rules() {
         let mut tree = SubscriptionTree::default();
         for (i, f) in FILTERS.iter().enumerate() {
-            let session = Arc::new(Session::new(ByteString::from(format!("c{i}")), false));
+            let session = Arc::new(Session::new(
+                ByteString::from(format!("c{i}")),
+                SessionExpiry::NONE,
+            ));
             tree.insert(
                 &filter(f),
                 Subscriber {
                     session,
-                    qos: QoS::AtMostOnce,
+                    subscription: Subscription::qos(QoS::AtMostOnce),
                 },
             );
         }
         for t in TOPICS {
             let mut got: Vec<String> = tree
-                .matches(&topic(t))
+                .matches(&topic(t), None)
                 .into_iter()
                 .map(|s| s.session.client_id.to_string())
                 .collect();
@@ -164,6 +325,7 @@ mod tests {
                 payload: bytes::Bytes::from_static(b"x"),
                 qos: QoS::AtMostOnce,
                 retain: true,
+                properties: None,
             };
             assert!(store.set(message, usize::MAX));
         }
@@ -187,21 +349,21 @@ mod tests {
     #[test]
     fn removing_prunes_and_keeps_others() {
         let mut tree = SubscriptionTree::default();
-        let one = Arc::new(Session::new(ByteString::from("one"), false));
-        let two = Arc::new(Session::new(ByteString::from("two"), false));
+        let one = Arc::new(Session::new(ByteString::from("one"), SessionExpiry::NONE));
+        let two = Arc::new(Session::new(ByteString::from("two"), SessionExpiry::NONE));
         for session in [&one, &two] {
             let session = session.clone();
             tree.insert(
                 &filter("a/+/c"),
                 Subscriber {
                     session,
-                    qos: QoS::AtLeastOnce,
+                    subscription: Subscription::qos(QoS::AtLeastOnce),
                 },
             );
         }
         assert!(tree.remove(&filter("a/+/c"), "one"));
         assert!(!tree.remove(&filter("a/+/c"), "one"));
-        let left = tree.matches(&topic("a/b/c"));
+        let left = tree.matches(&topic("a/b/c"), None);
         assert_eq!(left.len(), 1);
         assert_eq!(&*left[0].session.client_id, "two");
         assert!(tree.remove(&filter("a/+/c"), "two"));

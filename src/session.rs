@@ -6,7 +6,8 @@
 //! where the last connection stopped.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -14,13 +15,28 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 
 use crate::locks;
-use crate::message::Message;
-use crate::protocol::{encode, encode_publish, Packet, PublishHeader, QoS};
+use crate::message::{Message, OutgoingProperties};
+use crate::protocol::{Ack, Encoder, Packet, PublishHeader, QoS};
+use crate::router::Subscription;
 use crate::topic::TopicFilter;
 
 pub struct Session {
     pub client_id: ByteString,
+    /// Whether a connection is attached, readable without the lock: shared subscriptions
+    /// prefer online members while the subscription tree is locked.
+    online: AtomicBool,
     state: Mutex<SessionState>,
+}
+
+/// Session Expiry Interval: how long a session outlives its connection, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct SessionExpiry(pub u32);
+
+impl SessionExpiry {
+    /// Ends with the connection: MQTT 3.x clean session, or 5.0 without the property.
+    pub const NONE: SessionExpiry = SessionExpiry(0);
+    /// Never ends: MQTT 3.x persistent session, or 5.0's 0xFFFFFFFF.
+    pub const NEVER: SessionExpiry = SessionExpiry(u32::MAX);
 }
 
 /// The connection currently attached to a session, and how it is reached: the broker
@@ -83,6 +99,9 @@ impl Attachment {
 pub struct Queued {
     pub seq: u64,
     pub message: Message,
+    /// The shared subscription it was routed through: another member takes it over if
+    /// this session leaves before it is sent.
+    pub share: Option<Arc<TopicFilter>>,
 }
 
 /// What an outgoing QoS 1/2 message in flight waits for: PUBACK, PUBREC or PUBCOMP.
@@ -103,15 +122,21 @@ struct InFlight {
     queued: Queued,
 }
 
-#[derive(Default)]
 pub struct SessionState {
-    /// Kept after disconnect (clean session 0).
-    pub persistent: bool,
+    /// How long the session is kept after its connection ends.
+    pub expiry: SessionExpiry,
+    /// When the session ends, while it is offline with a finite expiry.
+    pub expires_at: Option<Instant>,
+    /// A will whose Will Delay Interval has not yet passed: published when it has, or
+    /// when the session ends first; dropped if the client reconnects.
+    pub delayed_will: Option<Box<Message>>,
+    /// When the delayed will is due.
+    pub delayed_will_at: Option<Instant>,
     /// The session has ended (discarded by a clean-session connection or a takeover);
     /// a connection that still holds it must not add subscriptions or record changes.
     pub closed: bool,
     pub attachment: Option<Attachment>,
-    pub subscriptions: HashMap<TopicFilter, QoS>,
+    pub subscriptions: HashMap<TopicFilter, Subscription>,
     /// Boxed, and only while anything is in motion: an idle session holds none of it.
     traffic: Option<Box<Traffic>>,
     /// A message went beyond the queue's limits since publishers were last told of
@@ -155,6 +180,17 @@ pub enum Offer {
     NotKept,
 }
 
+/// What an incoming QoS 2 PUBLISH is to the session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IncomingQos2 {
+    /// A new message: to be delivered.
+    Fresh,
+    /// A resend of one awaiting PUBREL: acknowledged again, not delivered again.
+    Repeated,
+    /// The client has more awaiting PUBREL than it may (Receive Maximum).
+    OverLimit,
+}
+
 /// The outcome of an acknowledgement from the client.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Acked {
@@ -167,12 +203,21 @@ pub enum Acked {
 }
 
 impl Session {
-    pub fn new(client_id: ByteString, persistent: bool) -> Session {
+    pub fn new(client_id: ByteString, expiry: SessionExpiry) -> Session {
         Session {
             client_id,
+            online: AtomicBool::new(false),
             state: Mutex::new(SessionState {
-                persistent,
-                ..SessionState::default()
+                expiry,
+                expires_at: None,
+                delayed_will: None,
+                delayed_will_at: None,
+                closed: false,
+                attachment: None,
+                subscriptions: HashMap::new(),
+                traffic: None,
+                congested: false,
+                next_seq: 0,
             }),
         }
     }
@@ -180,9 +225,29 @@ impl Session {
     pub fn lock(&self) -> MutexGuard<'_, SessionState> {
         locks::lock(&self.state)
     }
+
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    /// Attaches a connection (`Some`) or detaches it (`None`), under the state's lock;
+    /// returns the attachment it replaces.
+    pub fn set_attachment(
+        &self,
+        state: &mut SessionState,
+        attachment: Option<Attachment>,
+    ) -> Option<Attachment> {
+        self.online.store(attachment.is_some(), Ordering::Relaxed);
+        std::mem::replace(&mut state.attachment, attachment)
+    }
 }
 
 impl SessionState {
+    /// Whether the session outlives its connection.
+    pub fn persistent(&self) -> bool {
+        self.expiry != SessionExpiry::NONE
+    }
+
     pub fn is_connected(&self) -> bool {
         self.attachment.is_some()
     }
@@ -248,7 +313,12 @@ impl SessionState {
     /// offline session keeps only QoS 1 and 2. A connected client's QoS 1/2 message is
     /// queued even beyond the limits, up to twice them, and reported as congesting: its
     /// publisher pauses instead, so that nothing acknowledged to it is dropped.
-    pub fn offer(&mut self, message: Message, limits: QueueLimits) -> Offer {
+    pub fn offer(
+        &mut self,
+        message: Message,
+        share: Option<Arc<TopicFilter>>,
+        limits: QueueLimits,
+    ) -> Offer {
         if !self.is_connected() && message.qos == QoS::AtMostOnce {
             return Offer::NotKept;
         }
@@ -266,7 +336,11 @@ impl SessionState {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.push(Queued { seq, message });
+        self.push(Queued {
+            seq,
+            message,
+            share,
+        });
         self.congested |= over;
         Offer::Queued {
             seq,
@@ -330,24 +404,61 @@ impl SessionState {
 
     /// Encodes every unacknowledged message again for a resumed session: PUBLISH with
     /// DUP set, or PUBREL where PUBREC already arrived, with the original packet ids.
-    pub fn resend_inflight(&self, out: &mut BytesMut) {
+    pub fn resend_inflight(&self, encoder: &mut Encoder, out: &mut BytesMut) {
+        let now = Instant::now();
         for entry in self.traffic.iter().flat_map(|t| &t.inflight) {
             match entry.stage {
-                Awaiting::Comp => encode(&Packet::PubRel(entry.pkid), out),
+                Awaiting::Comp => encoder.encode(&Packet::PubRel(Ack::new(entry.pkid)), out),
                 Awaiting::Ack | Awaiting::Rec => {
-                    publish(&entry.queued.message, entry.pkid, true, out)
+                    publish(encoder, &entry.queued.message, entry.pkid, true, now, out);
                 }
             }
         }
     }
 
     /// Moves pending messages onto the wire while `out` is below `high_water` and the
-    /// in-flight window of `window` QoS 1/2 messages has room.
-    pub fn drain(&mut self, window: usize, out: &mut BytesMut, high_water: usize) {
-        if let Some(traffic) = self.traffic.as_deref_mut() {
-            traffic.drain(window, out, high_water);
-            self.settle();
+    /// in-flight window of `window` QoS 1/2 messages has room. Messages that expired
+    /// while waiting, and those too large for the client, are dropped: returned are the
+    /// sequence numbers of those of QoS 1/2, which count as done.
+    pub fn drain(
+        &mut self,
+        window: usize,
+        encoder: &mut Encoder,
+        out: &mut BytesMut,
+        high_water: usize,
+    ) -> Vec<u64> {
+        let Some(traffic) = self.traffic.as_deref_mut() else {
+            return Vec::new();
+        };
+        let dropped = traffic.drain(window, encoder, out, high_water);
+        self.settle();
+        dropped
+    }
+
+    /// Takes the messages routed to this session through shared subscriptions that it
+    /// has not started to deliver, so that another member of the group takes them over;
+    /// also those in flight but not yet received (no PUBREC) when `ending`.
+    pub fn take_shared(&mut self, ending: bool) -> Vec<Queued> {
+        let Some(traffic) = self.traffic.as_deref_mut() else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        if ending {
+            let (shared, kept) = std::mem::take(&mut traffic.inflight)
+                .into_iter()
+                .partition(|f| f.queued.share.is_some() && f.stage != Awaiting::Comp);
+            traffic.inflight = kept;
+            taken.extend(shared.into_iter().map(|f: InFlight| f.queued));
         }
+        let (shared, kept): (VecDeque<Queued>, VecDeque<Queued>) =
+            std::mem::take(&mut traffic.pending)
+                .into_iter()
+                .partition(|q| q.share.is_some());
+        traffic.pending_bytes = kept.iter().map(|q| q.message.payload.len()).sum();
+        traffic.pending = kept;
+        taken.extend(shared);
+        self.settle();
+        taken
     }
 
     pub fn puback(&mut self, pkid: u16) -> Acked {
@@ -356,6 +467,11 @@ impl SessionState {
 
     pub fn pubcomp(&mut self, pkid: u16) -> Acked {
         self.complete(pkid, Awaiting::Comp)
+    }
+
+    /// A PUBREC with a failure reason code: the message is done, not to be released.
+    pub fn pubrec_refused(&mut self, pkid: u16) -> Acked {
+        self.complete(pkid, Awaiting::Rec)
     }
 
     fn complete(&mut self, pkid: u16, stage: Awaiting) -> Acked {
@@ -375,17 +491,27 @@ impl SessionState {
             .map_or(Acked::Unknown, |t| t.pubrec(pkid))
     }
 
-    /// Records an incoming QoS 2 packet id; false if it was already awaiting PUBREL,
-    /// in which case the message must not be delivered again.
-    pub fn receive_qos2(&mut self, pkid: u16) -> bool {
-        self.traffic().incoming_qos2.insert(pkid)
+    /// Records an incoming QoS 2 packet id, unless `max` already await PUBREL.
+    pub fn receive_qos2(&mut self, pkid: u16, max: usize) -> IncomingQos2 {
+        let incoming = &mut self.traffic().incoming_qos2;
+        if incoming.contains(&pkid) {
+            IncomingQos2::Repeated
+        } else if incoming.len() >= max {
+            IncomingQos2::OverLimit
+        } else {
+            incoming.insert(pkid);
+            IncomingQos2::Fresh
+        }
     }
 
-    pub fn release_qos2(&mut self, pkid: u16) {
-        if let Some(traffic) = self.traffic.as_deref_mut() {
-            traffic.incoming_qos2.remove(&pkid);
-            self.settle();
-        }
+    /// PUBREL: forgets the QoS 2 packet id; false if it was not awaiting release.
+    pub fn release_qos2(&mut self, pkid: u16) -> bool {
+        let Some(traffic) = self.traffic.as_deref_mut() else {
+            return false;
+        };
+        let known = traffic.incoming_qos2.remove(&pkid);
+        self.settle();
+        known
     }
 }
 
@@ -405,7 +531,15 @@ impl Traffic {
         Some(queued)
     }
 
-    fn drain(&mut self, window: usize, out: &mut BytesMut, high_water: usize) {
+    fn drain(
+        &mut self,
+        window: usize,
+        encoder: &mut Encoder,
+        out: &mut BytesMut,
+        high_water: usize,
+    ) -> Vec<u64> {
+        let now = Instant::now();
+        let mut dropped = Vec::new();
         while out.len() < high_water {
             let needs_slot = match self.pending.front() {
                 None => break,
@@ -418,28 +552,36 @@ impl Traffic {
                 break;
             };
             let stage = match queued.message.qos {
-                QoS::AtMostOnce => {
-                    publish(&queued.message, 0, false, out);
-                    continue;
-                }
-                QoS::AtLeastOnce => Awaiting::Ack,
-                QoS::ExactlyOnce => Awaiting::Rec,
+                QoS::AtMostOnce => None,
+                QoS::AtLeastOnce => Some(Awaiting::Ack),
+                QoS::ExactlyOnce => Some(Awaiting::Rec),
             };
-            let pkid = self.allocate_pkid();
-            publish(&queued.message, pkid, false, out);
-            self.inflight.push_back(InFlight {
-                pkid,
-                stage,
-                queued,
-            });
+            let pkid = if stage.is_some() { self.next_pkid() } else { 0 };
+            let sent = !queued.message.expired(now)
+                && publish(encoder, &queued.message, pkid, false, now, out);
+            if !sent {
+                if stage.is_some() {
+                    dropped.push(queued.seq);
+                }
+                continue;
+            }
+            if let Some(stage) = stage {
+                self.last_pkid = pkid;
+                self.inflight.push_back(InFlight {
+                    pkid,
+                    stage,
+                    queued,
+                });
+            }
         }
+        dropped
     }
 
-    /// A packet id not used by any message in flight.
-    fn allocate_pkid(&mut self) -> u16 {
+    /// The packet id after the last one used that no message in flight holds.
+    fn next_pkid(&self) -> u16 {
+        let mut id = self.last_pkid;
         loop {
-            self.last_pkid = self.last_pkid.checked_add(1).unwrap_or(1);
-            let id = self.last_pkid;
+            id = id.checked_add(1).unwrap_or(1);
             if !self.inflight.iter().any(|f| f.pkid == id) {
                 return id;
             }
@@ -474,14 +616,32 @@ impl Traffic {
     }
 }
 
-fn publish(message: &Message, pkid: u16, dup: bool, out: &mut BytesMut) {
+/// Writes `message` as a PUBLISH; false if it is too large for the client.
+fn publish(
+    encoder: &mut Encoder,
+    message: &Message,
+    pkid: u16,
+    dup: bool,
+    now: Instant,
+    out: &mut BytesMut,
+) -> bool {
     let header = PublishHeader {
         dup,
         qos: message.qos,
         retain: message.retain,
         pkid,
     };
-    encode_publish(header, message.topic.as_str(), &message.payload, out);
+    let properties = OutgoingProperties {
+        properties: message.properties.as_deref(),
+        now,
+    };
+    encoder.publish(
+        header,
+        message.topic.as_str(),
+        &message.payload,
+        &properties,
+        out,
+    )
 }
 
 #[cfg(test)]
@@ -499,12 +659,16 @@ mod tests {
             payload: Bytes::from_static(b"x"),
             qos,
             retain: false,
+            properties: None,
         }
     }
 
     fn connected_session() -> Arc<Session> {
-        let session = Arc::new(Session::new(ByteString::from_static("c"), false));
-        session.lock().attachment = Some(Attachment::new(1, None));
+        let session = Arc::new(Session::new(
+            ByteString::from_static("c"),
+            SessionExpiry::NONE,
+        ));
+        session.set_attachment(&mut session.lock(), Some(Attachment::new(1, None)));
         session
     }
 
@@ -517,14 +681,14 @@ mod tests {
         let session = connected_session();
         let mut state = session.lock();
         assert!(matches!(
-            state.offer(message(QoS::AtLeastOnce), limits),
+            state.offer(message(QoS::AtLeastOnce), None, limits),
             Offer::Queued {
                 congested: false,
                 ..
             }
         ));
         assert!(matches!(
-            state.offer(message(QoS::AtLeastOnce), limits),
+            state.offer(message(QoS::AtLeastOnce), None, limits),
             Offer::Queued {
                 congested: true,
                 ..
@@ -532,26 +696,27 @@ mod tests {
         ));
         // QoS 0 is dropped beyond the limits; QoS 1 is held up to twice them.
         assert_eq!(
-            state.offer(message(QoS::AtMostOnce), limits),
+            state.offer(message(QoS::AtMostOnce), None, limits),
             Offer::QueueFull
         );
         assert_eq!(
-            state.offer(message(QoS::AtLeastOnce), limits),
+            state.offer(message(QoS::AtLeastOnce), None, limits),
             Offer::QueueFull
         );
         // Offline, nothing goes beyond the limits.
         state.attachment = None;
         let mut out = BytesMut::new();
-        state.drain(10, &mut out, usize::MAX);
+        let mut encoder = Encoder::new(crate::protocol::ProtocolVersion::V311);
+        state.drain(10, &mut encoder, &mut out, usize::MAX);
         assert!(matches!(
-            state.offer(message(QoS::AtLeastOnce), limits),
+            state.offer(message(QoS::AtLeastOnce), None, limits),
             Offer::Queued {
                 congested: false,
                 ..
             }
         ));
         assert_eq!(
-            state.offer(message(QoS::AtLeastOnce), limits),
+            state.offer(message(QoS::AtLeastOnce), None, limits),
             Offer::QueueFull
         );
     }

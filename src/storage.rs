@@ -12,7 +12,8 @@ use bytestring::ByteString;
 
 use crate::locks::lock;
 use crate::message::Message;
-use crate::protocol::QoS;
+use crate::router::Subscription;
+use crate::session::SessionExpiry;
 use crate::topic::{TopicFilter, TopicName};
 
 /// One change to durable state.
@@ -21,6 +22,7 @@ pub enum Change {
     /// A persistent session was created (or reset by a clean-session connection).
     SessionCreated {
         client_id: ByteString,
+        expiry: SessionExpiry,
     },
     SessionRemoved {
         client_id: ByteString,
@@ -28,7 +30,7 @@ pub enum Change {
     Subscribed {
         client_id: ByteString,
         filter: TopicFilter,
-        qos: QoS,
+        subscription: Subscription,
     },
     Unsubscribed {
         client_id: ByteString,
@@ -56,7 +58,8 @@ pub enum Change {
 /// A persistent session as stored.
 #[derive(Debug, Clone, Default)]
 pub struct StoredSession {
-    pub subscriptions: HashMap<TopicFilter, QoS>,
+    pub expiry: SessionExpiry,
+    pub subscriptions: HashMap<TopicFilter, Subscription>,
     /// Queued messages by sequence number: their delivery order.
     pub queued: BTreeMap<u64, Message>,
 }
@@ -120,10 +123,12 @@ impl Storage for MemoryStorage {
 
 fn apply_change(state: &mut Snapshot, change: &Change) {
     match change {
-        Change::SessionCreated { client_id } => {
-            state
-                .sessions
-                .insert(client_id.clone(), StoredSession::default());
+        Change::SessionCreated { client_id, expiry } => {
+            let session = StoredSession {
+                expiry: *expiry,
+                ..StoredSession::default()
+            };
+            state.sessions.insert(client_id.clone(), session);
         }
         Change::SessionRemoved { client_id } => {
             state.sessions.remove(client_id);
@@ -131,10 +136,10 @@ fn apply_change(state: &mut Snapshot, change: &Change) {
         Change::Subscribed {
             client_id,
             filter,
-            qos,
+            subscription,
         } => {
             if let Some(session) = state.sessions.get_mut(client_id) {
-                session.subscriptions.insert(filter.clone(), *qos);
+                session.subscriptions.insert(filter.clone(), *subscription);
             }
         }
         Change::Unsubscribed { client_id, filter } => {

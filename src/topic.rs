@@ -25,7 +25,12 @@ pub enum TopicError {
     BadSingleLevelWildcard,
     #[error("topic contains U+0000")]
     Null,
+    #[error("a shared subscription is $share/{{group}}/{{filter}}, with a group name free of '/', '+' and '#'")]
+    BadShare,
 }
+
+/// The prefix of a shared subscription's filter.
+const SHARE_PREFIX: &str = "$share/";
 
 impl TopicName {
     pub fn new(s: ByteString) -> Result<Self, TopicError> {
@@ -39,6 +44,12 @@ impl TopicName {
             return Err(TopicError::WildcardInName);
         }
         Ok(TopicName(s))
+    }
+
+    /// The empty placeholder of a PUBLISH that names its topic by alias, until the
+    /// decoder resolves it: never seen outside the codec.
+    pub(crate) fn unresolved_alias() -> TopicName {
+        TopicName(ByteString::new())
     }
 
     pub fn as_str(&self) -> &str {
@@ -68,7 +79,18 @@ impl TopicFilter {
         if s.contains('\0') {
             return Err(TopicError::Null);
         }
-        let mut levels = s.split('/').peekable();
+        let filter = match s.strip_prefix(SHARE_PREFIX) {
+            Some(share) => match share.split_once('/') {
+                Some((group, filter))
+                    if !group.is_empty() && !group.contains(['+', '#']) && !filter.is_empty() =>
+                {
+                    filter
+                }
+                _ => return Err(TopicError::BadShare),
+            },
+            None => &s,
+        };
+        let mut levels = filter.split('/').peekable();
         while let Some(level) = levels.next() {
             if level.contains('#') && (level != "#" || levels.peek().is_some()) {
                 return Err(TopicError::BadMultiLevelWildcard);
@@ -84,16 +106,24 @@ impl TopicFilter {
         &self.0
     }
 
+    /// The levels it matches topics by: a shared subscription's are those of its filter.
     pub fn levels(&self) -> std::str::Split<'_, char> {
-        self.0.split('/')
+        self.share()
+            .map_or(&*self.0, |(_, filter)| filter)
+            .split('/')
+    }
+
+    /// For a shared subscription, `$share/{group}/{filter}`: its group and filter.
+    pub fn share(&self) -> Option<(&str, &str)> {
+        self.0.strip_prefix(SHARE_PREFIX)?.split_once('/')
     }
 
     /// Whether this filter matches `topic`, by the rules of MQTT 4.7.
     pub fn matches(&self, topic: &TopicName) -> bool {
-        if topic.is_system() && self.0.starts_with(['+', '#']) {
+        let mut filter = self.levels();
+        if topic.is_system() && filter.clone().next().is_some_and(|l| l == "+" || l == "#") {
             return false;
         }
-        let mut filter = self.levels();
         let mut name = topic.levels();
         loop {
             match (filter.next(), name.next()) {
@@ -162,7 +192,33 @@ mod tests {
         ] {
             assert!(filter(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a#", "#/a", "a/#/b", "a+", "+a/b", "a/b+", "##"] {
+        for ok in [
+            "$share/g/#",
+            "$share/g/a/+",
+            "$share/g//",
+            "$share",
+            "$shared/a",
+        ] {
+            assert!(filter(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(filter("$share/g/a/+").unwrap().share(), Some(("g", "a/+")));
+        for bad in [
+            "",
+            "a#",
+            "#/a",
+            "a/#/b",
+            "a+",
+            "+a/b",
+            "a/b+",
+            "##",
+            "$share/",
+            "$share/g",
+            "$share/g/",
+            "$share//a",
+            "$share/+/a",
+            "$share/g#/a",
+            "$share/g/a#",
+        ] {
             assert!(filter(bad).is_err(), "{bad}");
         }
         assert!(TopicName::new(ByteString::from_static("a/+")).is_err());
@@ -185,6 +241,8 @@ mod tests {
             ("+/x", "$SYS/x", false),
             ("$SYS/#", "$SYS/x", true),
             ("A/b", "a/b", false),
+            ("$share/g/a/+", "a/b", true),
+            ("$share/g/#", "$SYS/x", false),
         ];
         for (f, n, want) in cases {
             assert_eq!(filter(f).unwrap().matches(&name(n)), want, "{f} vs {n}");

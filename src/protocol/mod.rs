@@ -6,12 +6,18 @@
 mod decode;
 mod encode;
 mod packet;
+mod properties;
+mod reason;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode, DecodeError};
-pub use encode::{encode, encode_publish, PublishHeader};
+pub use decode::{connect_version, DecodeError, Decoder};
+pub use encode::{Encoder, PublishHeader};
 pub use packet::*;
+pub use properties::{
+    id as property_id, Properties, PropertyFields, Value as PropertyValue, WriteProperties,
+};
+pub use reason::ReasonCode;
 
 /// MQTT quality of service levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,6 +46,8 @@ pub enum ProtocolVersion {
     V31,
     /// MQTT 3.1.1: protocol name "MQTT", level 4.
     V311,
+    /// MQTT 5.0: protocol name "MQTT", level 5.
+    V5,
 }
 
 impl ProtocolVersion {
@@ -48,6 +56,7 @@ impl ProtocolVersion {
         match (name, level) {
             ("MQIsdp", 3) => Some(ProtocolVersion::V31),
             ("MQTT", 4) => Some(ProtocolVersion::V311),
+            ("MQTT", 5) => Some(ProtocolVersion::V5),
             _ => None,
         }
     }
@@ -55,7 +64,7 @@ impl ProtocolVersion {
     pub fn name(self) -> &'static str {
         match self {
             ProtocolVersion::V31 => "MQIsdp",
-            ProtocolVersion::V311 => "MQTT",
+            ProtocolVersion::V311 | ProtocolVersion::V5 => "MQTT",
         }
     }
 
@@ -63,6 +72,7 @@ impl ProtocolVersion {
         match self {
             ProtocolVersion::V31 => 3,
             ProtocolVersion::V311 => 4,
+            ProtocolVersion::V5 => 5,
         }
     }
 }
