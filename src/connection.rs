@@ -111,8 +111,8 @@ fn release_if_empty(buf: &mut BytesMut) {
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 enum Close {
-    /// The client sent DISCONNECT: the will is discarded unless it asked otherwise
-    /// (MQTT 5.0 reason code 0x04).
+    /// The client sent DISCONNECT: the will is discarded unless its MQTT 5.0 reason
+    /// code was other than normal disconnection.
     #[error("client sent DISCONNECT")]
     Disconnect { with_will: bool },
     #[error("peer closed the connection")]
@@ -867,9 +867,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 drop(state);
                 match acked {
                     Acked::Released => self.send(&Packet::PubRel(Ack::new(rec.pkid))),
-                    Acked::Unknown if !rec.reason.is_error() => self.send(&Packet::PubRel(
-                        Ack::with_reason(rec.pkid, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
-                    )),
+                    // MQTT 5.0 says why it does not know the packet id; 3.x says nothing.
+                    Acked::Unknown if self.v5() && !rec.reason.is_error() => {
+                        self.send(&Packet::PubRel(Ack::with_reason(
+                            rec.pkid,
+                            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                        )))
+                    }
                     acked => self.acknowledged(acked),
                 }
             }
@@ -933,7 +937,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                         SessionExpiry(secs),
                     );
                 }
-                let with_will = disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL;
+                // Only a normal disconnection discards the will (MQTT-3.1.2-10 of 5.0);
+                // 0x04 asks for it, and so does any error.
+                let with_will = disconnect.reason != ReasonCode::NORMAL_DISCONNECTION;
                 return Err(Close::Disconnect { with_will });
             }
             Packet::Auth(_) => {
