@@ -10,6 +10,8 @@ mod properties;
 mod reason;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v5;
 
 pub use decode::{connect_version, DecodeError, Decoder};
 pub use encode::{Encoder, PublishHeader};
