@@ -54,8 +54,11 @@ impl MessageProperties {
                 .iter()
                 .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
                 .collect(),
+            // An interval of 0 means no expiry, as with Mosquitto: read literally it
+            // would expire every message before even a connected subscriber got it.
             expires_at: fields
                 .message_expiry_interval
+                .filter(|&secs| secs > 0)
                 .map(|secs| now + Duration::from_secs(u64::from(secs))),
             subscription_identifiers: Vec::new(),
         };

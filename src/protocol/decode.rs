@@ -101,11 +101,13 @@ const RESERVE_LIMIT: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Decoder {
     version: ProtocolVersion,
-    max_packet_size: usize,
     /// The highest topic alias the client may use: what the server announced.
     alias_max: u16,
-    /// Topic of alias `n` at index `n - 1`, grown as aliases are set.
-    aliases: Vec<Option<TopicName>>,
+    /// At most `MAX_REMAINING_LENGTH` plus the fixed header: fits.
+    max_packet_size: u32,
+    /// Topic of alias `n` at index `n - 1`, grown as aliases are set. Boxed: an idle
+    /// connection's decoder stays small, and few clients use aliases.
+    aliases: Option<Box<Vec<Option<TopicName>>>>,
 }
 
 impl Decoder {
@@ -114,9 +116,9 @@ impl Decoder {
     pub fn new(version: ProtocolVersion, max_packet_size: usize) -> Decoder {
         Decoder {
             version,
-            max_packet_size,
             alias_max: 0,
-            aliases: Vec::new(),
+            max_packet_size: u32::try_from(max_packet_size).unwrap_or(u32::MAX),
+            aliases: None,
         }
     }
 
@@ -140,11 +142,9 @@ impl Decoder {
             return Ok(None);
         };
         let size = header_len + remaining_len;
-        if size > self.max_packet_size {
-            return Err(DecodeError::PacketTooLarge {
-                size,
-                max: self.max_packet_size,
-            });
+        let max = self.max_packet_size as usize;
+        if size > max {
+            return Err(DecodeError::PacketTooLarge { size, max });
         }
         if buf.len() < size {
             // Room for the rest, but never a large allocation on a peer's word alone.
@@ -182,16 +182,16 @@ impl Decoder {
         if publish.topic.as_str().is_empty() {
             publish.topic = self
                 .aliases
-                .get(slot)
-                .cloned()
-                .flatten()
+                .as_ref()
+                .and_then(|aliases| aliases.get(slot).cloned().flatten())
                 .ok_or(DecodeError::UnknownTopicAlias(alias))?;
         } else {
-            if self.aliases.len() <= slot {
-                self.aliases.resize(slot + 1, None);
+            let aliases = self.aliases.get_or_insert_with(Box::default);
+            if aliases.len() <= slot {
+                aliases.resize(slot + 1, None);
             }
             // Its own copy: the alias may outlive the receive buffer by far.
-            self.aliases[slot] = Some(publish.topic.detached());
+            aliases[slot] = Some(publish.topic.detached());
         }
         Ok(())
     }

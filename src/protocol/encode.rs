@@ -10,7 +10,7 @@ use super::packet::*;
 use super::properties::{
     properties_len, put_bytes, put_varint, varint_len, write_properties, Value, WriteProperties,
 };
-use super::{Properties, PropertyFields, ProtocolVersion, QoS, ReasonCode, MAX_REMAINING_LENGTH};
+use super::{Properties, PropertyFields, ProtocolVersion, QoS, ReasonCode};
 
 /// The fixed-header fields and packet identifier of an outgoing PUBLISH.
 #[derive(Debug, Clone, Copy)]
@@ -26,11 +26,11 @@ pub struct PublishHeader {
 #[derive(Debug)]
 pub struct Encoder {
     version: ProtocolVersion,
-    /// The largest packet the peer accepts (its Maximum Packet Size).
-    max_packet_size: usize,
     /// Whether the peer wants reason strings and user properties on packets other than
     /// PUBLISH, CONNACK and DISCONNECT (its Request Problem Information).
     problem_information: bool,
+    /// The largest packet the peer accepts (its Maximum Packet Size).
+    max_packet_size: u32,
     /// Topic aliases assigned towards the peer: only while it allows some. Boxed, as few
     /// connections use them.
     aliases: Option<Box<OutgoingAliases>>,
@@ -46,8 +46,8 @@ impl Encoder {
     pub fn new(version: ProtocolVersion) -> Encoder {
         Encoder {
             version,
-            max_packet_size: MAX_REMAINING_LENGTH + 5,
             problem_information: true,
+            max_packet_size: u32::MAX,
             aliases: None,
         }
     }
@@ -58,7 +58,7 @@ impl Encoder {
 
     /// Keeps every packet within `max` bytes: the peer's Maximum Packet Size.
     pub fn limit_packet_size(&mut self, max: u32) {
-        self.max_packet_size = max as usize;
+        self.max_packet_size = max;
     }
 
     /// Leaves reason strings and user properties off acknowledgements (Request Problem
@@ -109,7 +109,7 @@ impl Encoder {
             buf,
             !optional || self.problem_information,
         );
-        if buf.len() - start > self.max_packet_size {
+        if buf.len() - start > self.max_packet_size as usize {
             buf.truncate(start);
             encode_packet(packet, self.version, buf, false);
         }
@@ -132,7 +132,7 @@ impl Encoder {
             0x30 | (u8::from(h.dup && has_id) << 3) | ((h.qos as u8) << 1) | u8::from(h.retain);
         if self.version != ProtocolVersion::V5 {
             let len = fixed + topic.len();
-            if 1 + varint_len(len) + len > self.max_packet_size {
+            if 1 + varint_len(len) + len > self.max_packet_size as usize {
                 return false;
             }
             header(buf, first, len);
@@ -155,7 +155,7 @@ impl Encoder {
         };
         let props_len = properties_len(&properties);
         let len = fixed + topic_sent.len() + varint_len(props_len) + props_len;
-        if 1 + varint_len(len) + len > self.max_packet_size {
+        if 1 + varint_len(len) + len > self.max_packet_size as usize {
             return false;
         }
         if let (Alias::New(n), Some(aliases)) = (alias, &mut self.aliases) {
