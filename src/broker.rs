@@ -189,7 +189,9 @@ impl Broker {
 
     /// Attaches connection `connection_id` to the session of `client_id`: resumed when
     /// `clean_start` is false and one exists, otherwise new; from now on it is kept for
-    /// `expiry` after the connection ends. A connection attached before is kicked off,
+    /// `expiry` after the connection ends. A session that ends with its connection is
+    /// resumed only for an MQTT 5.0 client (`v5`), in which it exists as long as that
+    /// connection does; MQTT 3.1.1 never reuses a clean session's state (MQTT-3.1.2-6). A connection attached before is kicked off,
     /// and a will waiting for its delay is cancelled. The connection is to be heard from
     /// within `keep_alive` (already 1.5 times the client's value), if any.
     ///
@@ -199,6 +201,7 @@ impl Broker {
         &self,
         client_id: &ByteString,
         clean_start: bool,
+        v5: bool,
         expiry: SessionExpiry,
         connection_id: u64,
         keep_alive: Option<Duration>,
@@ -223,9 +226,7 @@ impl Broker {
             }
         }
         let (session, session_present) = match existing {
-            // Only a persistent session is resumed: a clean session's state is never
-            // reused, even while its connection is still open (MQTT-3.1.2-6).
-            Some(old) if !clean_start && old.lock().persistent() => (old, true),
+            Some(old) if !clean_start && (v5 || old.lock().persistent()) => (old, true),
             existing => {
                 if let Some(old) = existing {
                     self.discard(&old);

@@ -274,6 +274,7 @@ where
     let attached = broker.attach(
         &client_id,
         connect.clean_start,
+        version == ProtocolVersion::V5,
         expiry,
         connection_id,
         keep_alive_limit(agreed.keep_alive),
