@@ -37,10 +37,19 @@ fn encoded(packet: &Packet) -> BytesMut {
     buf
 }
 
-/// Decodes `bytes`, which must hold exactly one complete packet if it is valid.
+/// Decodes `bytes` as MQTT 3.1.1; they must hold exactly one complete packet if it is
+/// valid.
 fn decode_bytes(bytes: &[u8]) -> Result<Packet, DecodeError> {
+    decode_whole(&mut Decoder::new(ProtocolVersion::V311, NO_LIMIT), bytes)
+}
+
+/// Decodes `bytes` with `decoder`; they must hold exactly one complete packet if it is
+/// valid.
+pub(super) fn decode_whole(decoder: &mut Decoder, bytes: &[u8]) -> Result<Packet, DecodeError> {
     let mut buf = BytesMut::from(bytes);
-    let packet = decode(&mut buf, NO_LIMIT)?.expect("a complete packet is reported incomplete");
+    let packet = decoder
+        .decode(&mut buf)?
+        .expect("a complete packet is reported incomplete");
     assert!(buf.is_empty(), "{} bytes left in the buffer", buf.len());
     Ok(packet)
 }
@@ -48,7 +57,7 @@ fn decode_bytes(bytes: &[u8]) -> Result<Packet, DecodeError> {
 // Builders of raw packets, independent of the encoder.
 
 /// A packet from its first byte and body, with the remaining length filled in.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+pub(super) fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first];
     let mut len = body.len();
     loop {

@@ -5,6 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
+use super::tests::{decode_whole, frame};
 use super::*;
 use crate::topic::TopicName;
 
@@ -28,30 +29,6 @@ fn decoder() -> Decoder {
     let mut decoder = Decoder::new(V5, usize::MAX);
     decoder.allow_topic_aliases(10);
     decoder
-}
-
-/// Decodes `bytes`, which must hold exactly one packet.
-fn decode_all(decoder: &mut Decoder, bytes: &[u8]) -> Result<Packet, DecodeError> {
-    let mut buf = BytesMut::from(bytes);
-    let packet = decoder.decode(&mut buf)?.expect("a whole packet");
-    assert!(buf.is_empty(), "{} bytes left", buf.len());
-    Ok(packet)
-}
-
-/// A packet from its first byte and body.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let byte = (len % 128) as u8;
-        len /= 128;
-        out.push(if len > 0 { byte | 0x80 } else { byte });
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
 }
 
 fn props(fields: PropertyFields) -> Properties {
@@ -236,7 +213,7 @@ fn every_packet_round_trips_with_properties() {
     for packet in packets {
         let bytes = encode(&packet);
         assert_eq!(
-            decode_all(&mut decoder(), &bytes),
+            decode_whole(&mut decoder(), &bytes),
             Ok(packet.clone()),
             "{packet:?}"
         );
@@ -278,7 +255,7 @@ fn defaults_are_left_out() {
         &[0x40, 4, 0, 5, 0, 0][..],
     ] {
         assert_eq!(
-            decode_all(&mut decoder(), bytes),
+            decode_whole(&mut decoder(), bytes),
             Ok(Packet::PubAck(Ack::new(5)))
         );
     }
@@ -314,7 +291,7 @@ fn property_errors_are_refused_with_their_reason_codes() {
         (&[0x0b, 0], DecodeError::InvalidPropertyValue(0x0b), 0x82),
     ];
     for (properties, error, reason) in cases {
-        let result = decode_all(&mut decoder(), &publish_with(properties));
+        let result = decode_whole(&mut decoder(), &publish_with(properties));
         assert_eq!(result, Err(error.clone()), "{properties:x?}");
         assert_eq!(error.reason_code(), ReasonCode(reason), "{error}");
     }
@@ -337,7 +314,7 @@ fn property_errors_are_refused_with_their_reason_codes() {
     assert_eq!(&bytes[at - 2..at + 1], [0x21, 0, 1]);
     bytes[at] = 0;
     assert_eq!(
-        decode_all(&mut decoder(), &bytes),
+        decode_whole(&mut decoder(), &bytes),
         Err(DecodeError::InvalidPropertyValue(0x21))
     );
 }
@@ -345,7 +322,7 @@ fn property_errors_are_refused_with_their_reason_codes() {
 #[test]
 fn subscription_options_are_checked() {
     let subscribe = |options: u8| frame(0x82, &[0, 1, 0, 0, 1, b'a', options]);
-    let Ok(Packet::Subscribe(s)) = decode_all(&mut decoder(), &subscribe(0b10_1110)) else {
+    let Ok(Packet::Subscribe(s)) = decode_whole(&mut decoder(), &subscribe(0b10_1110)) else {
         panic!("valid options refused");
     };
     assert_eq!(
@@ -358,11 +335,11 @@ fn subscription_options_are_checked() {
         }
     );
     assert_eq!(
-        decode_all(&mut decoder(), &subscribe(0b11_0000)),
+        decode_whole(&mut decoder(), &subscribe(0b11_0000)),
         Err(DecodeError::InvalidRetainHandling)
     );
     assert_eq!(
-        decode_all(&mut decoder(), &subscribe(0b0100_0000)),
+        decode_whole(&mut decoder(), &subscribe(0b0100_0000)),
         Err(DecodeError::InvalidSubscribeOptions(0b0100_0000))
     );
     // The same options byte in MQTT 3.1.1 is malformed: only the QoS is defined there.
@@ -399,34 +376,34 @@ fn received_topic_aliases_are_resolved() {
         Err(e) => Err(e),
     };
     assert_eq!(
-        topic_of(decode_all(&mut decoder, &publish("a/b", Some(3)))),
+        topic_of(decode_whole(&mut decoder, &publish("a/b", Some(3)))),
         Ok("a/b".into())
     );
     assert_eq!(
-        topic_of(decode_all(&mut decoder, &publish("", Some(3)))),
+        topic_of(decode_whole(&mut decoder, &publish("", Some(3)))),
         Ok("a/b".into())
     );
     assert_eq!(
-        topic_of(decode_all(&mut decoder, &publish("c", Some(3)))),
+        topic_of(decode_whole(&mut decoder, &publish("c", Some(3)))),
         Ok("c".into())
     );
     assert_eq!(
-        topic_of(decode_all(&mut decoder, &publish("", Some(3)))),
+        topic_of(decode_whole(&mut decoder, &publish("", Some(3)))),
         Ok("c".into())
     );
     assert_eq!(
-        topic_of(decode_all(&mut decoder, &publish("", Some(4)))),
+        topic_of(decode_whole(&mut decoder, &publish("", Some(4)))),
         Err(DecodeError::UnknownTopicAlias(4))
     );
     assert_eq!(
-        topic_of(decode_all(&mut decoder, &publish("", None))),
+        topic_of(decode_whole(&mut decoder, &publish("", None))),
         Err(DecodeError::EmptyTopicWithoutAlias)
     );
     for alias in [0, 11] {
         let error = DecodeError::TopicAliasOutOfRange { alias, max: 10 };
         assert_eq!(error.reason_code(), ReasonCode::TOPIC_ALIAS_INVALID);
         assert_eq!(
-            topic_of(decode_all(&mut decoder, &publish("x", Some(alias)))),
+            topic_of(decode_whole(&mut decoder, &publish("x", Some(alias)))),
             Err(error)
         );
     }
@@ -461,7 +438,7 @@ fn topic_aliases_are_assigned_towards_the_peer() {
             sent_topic_len,
             "{name}"
         );
-        let Ok(Packet::Publish(p)) = decode_all(&mut peer, &buf) else {
+        let Ok(Packet::Publish(p)) = decode_whole(&mut peer, &buf) else {
             panic!("{name}: not a PUBLISH");
         };
         assert_eq!(p.topic.as_str(), name);
