@@ -107,6 +107,7 @@ pub struct Decoder {
     max_packet_size: u32,
     /// Topic of alias `n` at index `n - 1`, grown as aliases are set. Boxed: an idle
     /// connection's decoder stays small, and few clients use aliases.
+    #[allow(clippy::box_collection)] // One pointer rather than a Vec's three.
     aliases: Option<Box<Vec<Option<TopicName>>>>,
 }
 
