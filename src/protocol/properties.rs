@@ -221,7 +221,10 @@ impl Properties {
     }
 
     pub fn is_empty(&self) -> bool {
-        **self == NO_PROPERTIES
+        match &self.0 {
+            None => true,
+            Some(fields) => **fields == NO_PROPERTIES,
+        }
     }
 }
 
