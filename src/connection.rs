@@ -418,7 +418,7 @@ where
     let connect_timeout = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
     let mut shutdown = cx.shutdown.clone();
     let first = tokio::select! {
-        first = timeout(connect_timeout, read_packet(stream, input, &mut decoder)) => first,
+        first = timeout(connect_timeout, read_first_packet(stream, input, &mut decoder)) => first,
         _ = shutdown.changed() => return None,
     };
     match first {
@@ -432,7 +432,7 @@ where
             None
         }
         Ok(Ok(None)) => None,
-        Ok(Err(ReadError::Decode(DecodeError::UnsupportedProtocolLevel(level)))) => {
+        Ok(Err(ReadError::Decode(DecodeError::UnsupportedProtocolLevel(level), _))) => {
             warn!(%peer, "refusing unsupported protocol level {level}");
             refuse(
                 stream,
@@ -442,10 +442,10 @@ where
             .await;
             None
         }
-        Ok(Err(ReadError::Decode(e))) => {
+        Ok(Err(ReadError::Decode(e, version))) => {
             warn!(%peer, "closing on an invalid CONNECT: {e}");
             // MQTT 5.0 has a reason code for it; 3.x closes without a word.
-            if connect_version(input) == Some(ProtocolVersion::V5) {
+            if version == Some(ProtocolVersion::V5) {
                 refuse(stream, ProtocolVersion::V5, e.reason_code()).await;
             }
             None
@@ -542,19 +542,25 @@ async fn refuse<W: AsyncWrite + Unpin>(
 enum ReadError {
     #[error(transparent)]
     Io(#[from] io::Error),
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
+    /// With the version the packet's bytes named, if it was a readable CONNECT.
+    #[error("{0}")]
+    Decode(DecodeError, Option<ProtocolVersion>),
 }
 
-/// Reads until one whole packet is buffered; `None` if the peer closed first.
-async fn read_packet<R: AsyncRead + Unpin>(
+/// Reads until the first packet is buffered and decodes it; `None` if the peer closed
+/// first.
+async fn read_first_packet<R: AsyncRead + Unpin>(
     reader: &mut R,
     input: &mut BytesMut,
     decoder: &mut Decoder,
 ) -> Result<Option<Packet>, ReadError> {
     loop {
-        if let Some(packet) = decoder.decode(input)? {
-            return Ok(Some(packet));
+        // Decoding consumes the packet, even one it refuses: look at it first.
+        let version = connect_version(input);
+        match decoder.decode(input) {
+            Ok(Some(packet)) => return Ok(Some(packet)),
+            Ok(None) => {}
+            Err(e) => return Err(ReadError::Decode(e, version)),
         }
         if reader.read_buf(input).await? == 0 {
             return Ok(None);

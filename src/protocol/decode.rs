@@ -70,6 +70,8 @@ pub enum DecodeError {
     UnknownTopicAlias(u16),
     #[error("empty topic name without a topic alias")]
     EmptyTopicWithoutAlias,
+    #[error("response topic {0:?} is not a valid topic name")]
+    InvalidResponseTopic(String),
 }
 
 impl DecodeError {
@@ -84,6 +86,9 @@ impl DecodeError {
             | DecodeError::InvalidRetainHandling
             | DecodeError::UnknownTopicAlias(_)
             | DecodeError::EmptyTopicWithoutAlias
+            | DecodeError::InvalidResponseTopic(_)
+            // MQTT 5.0 3.8.3 and 3.10.3: no topic filter is a protocol error.
+            | DecodeError::NoTopicFilters(_)
             | DecodeError::ZeroPacketId => ReasonCode::PROTOCOL_ERROR,
             DecodeError::InvalidTopic(_) => ReasonCode::TOPIC_NAME_INVALID,
             _ => ReasonCode::MALFORMED_PACKET,

@@ -11,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use super::decode::{DecodeError, Reader};
+use crate::topic::TopicName;
 
 /// The packet (or the will in CONNECT) a property list belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,7 +413,14 @@ pub fn read_properties(
             )?,
             id::MESSAGE_EXPIRY_INTERVAL => set(&mut p.message_expiry_interval, property, r.u32()?)?,
             id::CONTENT_TYPE => set(&mut p.content_type, property, r.string()?)?,
-            id::RESPONSE_TOPIC => set(&mut p.response_topic, property, r.string()?)?,
+            id::RESPONSE_TOPIC => {
+                let topic = r.string()?;
+                // A topic name: no wildcards (MQTT-3.3.2-14), not empty.
+                if TopicName::new(topic.clone()).is_err() {
+                    return Err(DecodeError::InvalidResponseTopic(topic.to_string()));
+                }
+                set(&mut p.response_topic, property, topic)?
+            }
             id::CORRELATION_DATA => set(&mut p.correlation_data, property, r.binary()?)?,
             id::SUBSCRIPTION_IDENTIFIER => {
                 let value = nonzero(r.varint()?, property)?;

@@ -269,7 +269,7 @@ fn property_errors_are_refused_with_their_reason_codes() {
         body.extend_from_slice(properties);
         frame(0x30, &body)
     };
-    let cases: [(&[u8], DecodeError, u8); 6] = [
+    let cases: [(&[u8], DecodeError, u8); 7] = [
         // Session Expiry Interval is not a PUBLISH property.
         (
             &[0x11, 0, 0, 0, 1],
@@ -289,6 +289,12 @@ fn property_errors_are_refused_with_their_reason_codes() {
         // A property list longer than the packet.
         (&[0x02, 0, 0], DecodeError::Truncated, 0x81),
         (&[0x0b, 0], DecodeError::InvalidPropertyValue(0x0b), 0x82),
+        // A Response Topic is a topic name: no wildcards (MQTT-3.3.2-14).
+        (
+            &[0x08, 0, 3, b'a', b'/', b'+'],
+            DecodeError::InvalidResponseTopic("a/+".into()),
+            0x82,
+        ),
     ];
     for (properties, error, reason) in cases {
         let result = decode_whole(&mut decoder(), &publish_with(properties));
