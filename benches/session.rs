@@ -94,7 +94,9 @@ fn enqueue(c: &mut Criterion) {
         });
         // Every message went out and every QoS 1 one was acknowledged.
         out.clear();
-        session.lock().resend_inflight(&mut encoder, &mut out);
+        let mut state = session.lock();
+        state.resend_inflight();
+        state.drain(WINDOW, &mut encoder, &mut out, HIGH_WATER);
         assert!(out.is_empty(), "{name}: messages left in flight");
     }
     group.finish();

@@ -17,7 +17,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::MqttConfig;
 use crate::keep_alive::KeepAliveQueue;
 use crate::locks::{lock, read, write};
-use crate::message::Message;
+use crate::message::{Message, Will};
 use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 use crate::retained::RetainedStore;
 use crate::router::{Matched, Subscriber, Subscription, SubscriptionTree};
@@ -348,19 +348,14 @@ impl Broker {
         }
     }
 
-    /// Publishes the will of connection `connection_id`, which is closing, after
-    /// `delay` (MQTT 5.0 Will Delay Interval): at once for none, otherwise unless the
+    /// Publishes the will of connection `connection_id`, which is closing, after its
+    /// delay (MQTT 5.0 Will Delay Interval): at once for none, otherwise unless the
     /// client reconnects first. It is also published if the session ends first.
-    pub fn publish_will(
-        self: &Arc<Self>,
-        session: &Arc<Session>,
-        connection_id: u64,
-        will: Message,
-        delay: Duration,
-    ) {
+    pub fn publish_will(self: &Arc<Self>, session: &Arc<Session>, connection_id: u64, will: Will) {
+        let delay = will.delay;
         if delay.is_zero() {
             // Nobody to pause here: the connection is ending.
-            let _ = self.publish(will, None);
+            let _ = self.publish(will.published(Instant::now()), None);
             return;
         }
         let mut state = session.lock();
@@ -388,8 +383,8 @@ impl Broker {
             state.delayed_will.take()
         };
         if let Some(will) = will {
-            debug!(client = %session.client_id, topic = %will.topic, "publishing delayed will");
-            let _ = self.publish(*will, None);
+            debug!(client = %session.client_id, topic = %will.message.topic, "publishing delayed will");
+            let _ = self.publish(will.published(Instant::now()), None);
         }
     }
 
@@ -418,7 +413,7 @@ impl Broker {
         drop(state);
         self.hand_over(session, handed_over);
         if let Some(will) = will {
-            let _ = self.publish(*will, None);
+            let _ = self.publish(will.published(Instant::now()), None);
         }
     }
 

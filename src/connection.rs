@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
 use crate::broker::{Admitted, Attached, Broker};
-use crate::message::{Message, MessageProperties};
+use crate::message::{Message, MessageProperties, Will};
 use crate::protocol::{
     connect_version, Ack, ConnAck, Connect, DecodeError, Decoder, Disconnect, Encoder, Packet,
     PropertyFields, ProtocolVersion, QoS, ReasonCode, SubAck, UnsubAck, MAX_REMAINING_LENGTH,
@@ -325,10 +325,15 @@ where
             retain: will.retain,
             properties: MessageProperties::from_packet(&will.properties, Instant::now()),
         };
-        let delay = will.properties.will_delay_interval.unwrap_or(0);
+        let seconds = |secs: u32| Duration::from_secs(u64::from(secs));
         Box::new(Will {
             message,
-            delay: Duration::from_secs(u64::from(delay)),
+            delay: seconds(will.properties.will_delay_interval.unwrap_or(0)),
+            expiry: will
+                .properties
+                .message_expiry_interval
+                .filter(|&secs| secs > 0)
+                .map(seconds),
         })
     });
     let connack = ConnAck {
@@ -358,15 +363,8 @@ where
     });
     link.encoder
         .encode(&Packet::ConnAck(connack), &mut link.output);
-    link.session
-        .lock()
-        .resend_inflight(&mut link.encoder, &mut link.output);
-}
-
-/// The will of a connection, with its MQTT 5.0 Will Delay Interval.
-struct Will {
-    message: Message,
-    delay: Duration,
+    // Sent after the CONNACK, by the first drain.
+    link.session.lock().resend_inflight();
 }
 
 /// The session expiry a CONNECT asks for: MQTT 3.x's clean session flag, or 5.0's
@@ -736,12 +734,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         if close.publishes_will() {
             if let Some(will) = self.will.take() {
                 debug!(client = %client_id, topic = %will.message.topic, "publishing will");
-                self.broker.publish_will(
-                    &self.session,
-                    self.connection_id,
-                    will.message,
-                    will.delay,
-                );
+                self.broker
+                    .publish_will(&self.session, self.connection_id, *will);
             }
         }
         self.broker.detach(&self.session, self.connection_id);

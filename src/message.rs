@@ -111,6 +111,36 @@ impl WriteProperties for OutgoingProperties<'_> {
     }
 }
 
+/// A connection's will, kept until it is published.
+#[derive(Debug, Clone)]
+pub struct Will {
+    pub message: Message,
+    /// MQTT 5.0 Will Delay Interval: how long after the connection ends it is published.
+    pub delay: Duration,
+    /// Its Message Expiry Interval, which runs from publication, not from CONNECT.
+    pub expiry: Option<Duration>,
+}
+
+impl Will {
+    /// The message as published at `now`.
+    pub fn published(self, now: Instant) -> Message {
+        let Some(expiry) = self.expiry else {
+            return self.message;
+        };
+        let mut properties = self
+            .message
+            .properties
+            .as_deref()
+            .cloned()
+            .unwrap_or_default();
+        properties.expires_at = Some(now + expiry);
+        Message {
+            properties: Some(Arc::new(properties)),
+            ..self.message
+        }
+    }
+}
+
 impl Message {
     /// A copy owning exactly its own bytes. Decoded topics and payloads are slices of a
     /// receive buffer; what is kept for long is detached so it does not pin that buffer.

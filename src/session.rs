@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 
 use crate::locks;
-use crate::message::{Message, OutgoingProperties};
+use crate::message::{Message, OutgoingProperties, Will};
 use crate::protocol::{Ack, Encoder, Packet, PublishHeader, QoS};
 use crate::router::Subscription;
 use crate::topic::TopicFilter;
@@ -120,6 +120,8 @@ struct InFlight {
     pkid: u16,
     stage: Awaiting,
     queued: Queued,
+    /// Sent on a connection that has ended, and not yet again on the current one.
+    awaiting_resend: bool,
 }
 
 pub struct SessionState {
@@ -129,7 +131,7 @@ pub struct SessionState {
     pub expires_at: Option<Instant>,
     /// A will whose Will Delay Interval has not yet passed: published when it has, or
     /// when the session ends first; dropped if the client reconnects.
-    pub delayed_will: Option<Box<Message>>,
+    pub delayed_will: Option<Box<Will>>,
     /// When the delayed will is due.
     pub delayed_will_at: Option<Instant>,
     /// The session has ended (discarded by a clean-session connection or a takeover);
@@ -154,6 +156,8 @@ struct Traffic {
     pending_bytes: usize,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in the order they were sent.
     inflight: VecDeque<InFlight>,
+    /// How many of them are awaiting a resend: those are outside the window.
+    resends: usize,
     /// QoS 2 packet ids received and acknowledged with PUBREC but not yet released.
     incoming_qos2: HashSet<u16>,
     last_pkid: u16,
@@ -402,24 +406,23 @@ impl SessionState {
         self.traffic().push(queued);
     }
 
-    /// Encodes every unacknowledged message again for a resumed session: PUBLISH with
-    /// DUP set, or PUBREL where PUBREC already arrived, with the original packet ids.
-    pub fn resend_inflight(&self, encoder: &mut Encoder, out: &mut BytesMut) {
-        let now = Instant::now();
-        for entry in self.traffic.iter().flat_map(|t| &t.inflight) {
-            match entry.stage {
-                Awaiting::Comp => encoder.encode(&Packet::PubRel(Ack::new(entry.pkid)), out),
-                Awaiting::Ack | Awaiting::Rec => {
-                    publish(encoder, &entry.queued.message, entry.pkid, true, now, out);
-                }
+    /// A connection resumed the session: every unacknowledged message is to be sent
+    /// again, with its original packet id, before anything new (see `drain`).
+    pub fn resend_inflight(&mut self) {
+        if let Some(traffic) = self.traffic.as_deref_mut() {
+            for entry in &mut traffic.inflight {
+                entry.awaiting_resend = true;
             }
+            traffic.resends = traffic.inflight.len();
         }
     }
 
-    /// Moves pending messages onto the wire while `out` is below `high_water` and the
-    /// in-flight window of `window` QoS 1/2 messages has room. Messages that expired
-    /// while waiting, and those too large for the client, are dropped: returned are the
-    /// sequence numbers of those of QoS 1/2, which count as done.
+    /// Moves messages onto the wire while `out` is below `high_water` and the in-flight
+    /// window of `window` QoS 1/2 messages has room: first those to send again on a
+    /// resumed session (PUBLISH with DUP set, or PUBREL where PUBREC already arrived),
+    /// then pending ones. Messages that expired while waiting, and those too large for
+    /// the client, are dropped: returned are the sequence numbers of those of QoS 1/2,
+    /// which count as done.
     pub fn drain(
         &mut self,
         window: usize,
@@ -448,6 +451,11 @@ impl SessionState {
                 .into_iter()
                 .partition(|f| f.queued.share.is_some() && f.stage != Awaiting::Comp);
             traffic.inflight = kept;
+            traffic.resends = traffic
+                .inflight
+                .iter()
+                .filter(|f| f.awaiting_resend)
+                .count();
             taken.extend(shared.into_iter().map(|f: InFlight| f.queued));
         }
         let (shared, kept): (VecDeque<Queued>, VecDeque<Queued>) =
@@ -540,12 +548,15 @@ impl Traffic {
     ) -> Vec<u64> {
         let now = Instant::now();
         let mut dropped = Vec::new();
+        if self.resends > 0 {
+            self.resend(window, encoder, out, high_water, now, &mut dropped);
+        }
         while out.len() < high_water {
             let needs_slot = match self.pending.front() {
                 None => break,
                 Some(front) => front.message.qos != QoS::AtMostOnce,
             };
-            if needs_slot && self.inflight.len() >= window {
+            if needs_slot && self.inflight.len() - self.resends >= window {
                 break;
             }
             let Some(queued) = self.pop() else {
@@ -571,6 +582,7 @@ impl Traffic {
                     pkid,
                     stage,
                     queued,
+                    awaiting_resend: false,
                 });
             }
         }
@@ -594,10 +606,55 @@ impl Traffic {
             .position(|f| f.pkid == pkid && f.stage == stage)
     }
 
+    /// Sends again what was in flight when the last connection ended, in order, as far
+    /// as the window allows (PUBRELs do not wait for it: they are not PUBLISH packets).
+    /// A message now too large for the client is dropped as if delivered.
+    fn resend(
+        &mut self,
+        window: usize,
+        encoder: &mut Encoder,
+        out: &mut BytesMut,
+        high_water: usize,
+        now: Instant,
+        dropped: &mut Vec<u64>,
+    ) {
+        let mut i = 0;
+        while self.resends > 0 && i < self.inflight.len() && out.len() < high_water {
+            let window_full = self.inflight.len() - self.resends >= window;
+            let entry = &mut self.inflight[i];
+            i += 1;
+            if !entry.awaiting_resend {
+                continue;
+            }
+            match entry.stage {
+                Awaiting::Comp => encoder.encode(&Packet::PubRel(Ack::new(entry.pkid)), out),
+                Awaiting::Ack | Awaiting::Rec if window_full => continue,
+                Awaiting::Ack | Awaiting::Rec => {
+                    if !publish(encoder, &entry.queued.message, entry.pkid, true, now, out) {
+                        i -= 1;
+                        if let Some(gone) = self.take(i) {
+                            dropped.push(gone.queued.seq);
+                        }
+                        continue;
+                    }
+                }
+            }
+            entry.awaiting_resend = false;
+            self.resends -= 1;
+        }
+    }
+
+    /// Removes in-flight entry `i`.
+    fn take(&mut self, i: usize) -> Option<InFlight> {
+        let entry = self.inflight.remove(i)?;
+        if entry.awaiting_resend {
+            self.resends -= 1;
+        }
+        Some(entry)
+    }
+
     fn complete(&mut self, pkid: u16, stage: Awaiting) -> Acked {
-        let done = self
-            .position(pkid, stage)
-            .and_then(|i| self.inflight.remove(i));
+        let done = self.position(pkid, stage).and_then(|i| self.take(i));
         match done {
             Some(done) => Acked::Done(done.queued.seq),
             None => Acked::Unknown,
