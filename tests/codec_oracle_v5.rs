@@ -1109,7 +1109,8 @@ macro_rules! ack_case {
             pkid: $ack.pkid,
             code: $ack.reason as u8,
             props: from_mqttbytes_reason_and_user(
-                $ack.properties.map(|p| (p.reason_string, p.user_properties)),
+                $ack.properties
+                    .map(|p| (p.reason_string, p.user_properties)),
             ),
         }
     };
