@@ -440,7 +440,7 @@ impl SessionState {
 
     /// Takes the messages routed to this session through shared subscriptions that it
     /// has not started to deliver, so that another member of the group takes them over;
-    /// also those in flight but not yet received (no PUBREC) when `ending`.
+    /// also the QoS 1 ones in flight when `ending`.
     pub fn take_shared(&mut self, ending: bool) -> Vec<Queued> {
         let Some(traffic) = self.traffic.as_deref_mut() else {
             return Vec::new();
@@ -449,7 +449,9 @@ impl SessionState {
         if ending {
             let (shared, kept) = std::mem::take(&mut traffic.inflight)
                 .into_iter()
-                .partition(|f| f.queued.share.is_some() && f.stage != Awaiting::Comp);
+                // QoS 1 only: a QoS 2 message once sent goes to no one else
+                // (MQTT-4.8.2-5 of 5.0).
+                .partition(|f| f.queued.share.is_some() && f.stage == Awaiting::Ack);
             traffic.inflight = kept;
             traffic.resends = traffic
                 .inflight
