@@ -25,6 +25,9 @@ use crate::session::{Attachment, Kick, Offer, QueueLimits, Queued, Session, Sess
 use crate::storage::{Change, Storage, StorageError};
 use crate::topic::{level_count, TopicFilter};
 
+/// The longest single sleep of a session-expiry or will-delay timer.
+const LONGEST_TIMER_STEP: Duration = Duration::from_secs(24 * 3600);
+
 pub struct Broker {
     pub limits: MqttConfig,
     sessions: Mutex<HashSet<ById>>,
@@ -213,7 +216,8 @@ impl Broker {
         let existing = sessions.get(&**client_id).map(|e| e.0.clone());
         if existing.is_none() && sessions.len() >= self.limits.max_sessions {
             warn!(client = %client_id, "session limit reached, connection refused");
-            return Err(ReasonCode::SERVER_UNAVAILABLE);
+            // 3.x clients get 0x03, server unavailable.
+            return Err(ReasonCode::QUOTA_EXCEEDED);
         }
         if let Some(old) = &existing {
             let mut state = old.lock();
@@ -323,7 +327,12 @@ impl Broker {
     ) {
         let (broker, session) = (Arc::downgrade(self), Arc::downgrade(session));
         tokio::spawn(async move {
-            tokio::time::sleep_until(at.into()).await;
+            // In steps: tokio's timer does not reach years ahead (intervals may be
+            // up to 136 years).
+            while Instant::now() < at {
+                let step = at.min(Instant::now() + LONGEST_TIMER_STEP);
+                tokio::time::sleep_until(step.into()).await;
+            }
             if let (Some(broker), Some(session)) = (Weak::upgrade(&broker), session.upgrade()) {
                 action(&broker, &session);
             }

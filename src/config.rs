@@ -144,7 +144,7 @@ pub struct MqttConfig {
     /// Subscriptions one session may hold; further filters are refused with 0x80.
     pub max_subscriptions_per_client: usize,
     /// Sessions the broker keeps, connected or not; a new client id beyond it is refused
-    /// with CONNACK 0x03 (server unavailable).
+    /// with CONNACK 0x03 (server unavailable), or 0x97 (quota exceeded) in MQTT 5.0.
     pub max_sessions: usize,
     /// Topics with a retained message; a retained message for a new topic beyond it is
     /// delivered but not retained.
