@@ -362,7 +362,24 @@ where
         deadline_stale: false,
     });
     link.encoder
-        .encode(&Packet::ConnAck(connack), &mut link.output);
+        .encode(&Packet::ConnAck(connack.clone()), &mut link.output);
+    if link.output.len()
+        > client
+            .maximum_packet_size
+            .map_or(usize::MAX, |max| max as usize)
+    {
+        // Too large for the client (MQTT-3.1.2-24): without the properties that say
+        // what their absence says too.
+        let mut lean = connack;
+        let fields = lean.properties.fields_mut();
+        fields.retain_available = None;
+        fields.wildcard_subscription_available = None;
+        fields.subscription_identifier_available = None;
+        fields.shared_subscription_available = None;
+        link.output.clear();
+        link.encoder
+            .encode(&Packet::ConnAck(lean), &mut link.output);
+    }
     // Sent after the CONNACK, by the first drain.
     link.session.lock().resend_inflight();
 }
@@ -380,7 +397,8 @@ fn session_expiry(connect: &Connect) -> SessionExpiry {
 }
 
 /// The properties of a successful MQTT 5.0 CONNACK: what this server supports and
-/// limits, so the client can keep within them.
+/// limits, so the client can keep within them. The features available are named
+/// although their absence means the same, for clients and people reading traces.
 fn connack_properties(broker: &Broker, agreed: &Agreed) -> PropertyFields {
     let limits = &broker.limits;
     PropertyFields {

@@ -1,12 +1,12 @@
 //! MQTT 5.0 through the real wire: a broker on a loopback port, clients made of raw
-//! bytes built from the specification (tests/common/v5.rs), MQTT 3.x clients beside
+//! bytes built from the specification (tests/common/v5), MQTT 3.x clients beside
 //! them, and independent implementations (rumqttc's v5 client, mosquitto_pub and
 //! mosquitto_sub) where it shows the broker interoperates.
 //!
 //! Section numbers ("§3.2.2.3") are those of the MQTT 5.0 specification.
 
 mod common;
-#[path = "common/v5.rs"]
+#[path = "common/v5/mod.rs"]
 mod v5;
 
 #[path = "mqtt5/acks.rs"]
@@ -27,9 +27,3 @@ mod sessions;
 mod shared;
 #[path = "mqtt5/subscriptions.rs"]
 mod subscriptions;
-
-use std::time::Duration;
-
-/// How long "nothing arrives" is watched for: long enough for a broker on loopback to
-/// have sent anything it was going to.
-pub const QUIET: Duration = Duration::from_millis(300);

@@ -3,18 +3,19 @@
 //! Connecting, CONNACK, sessions and their expiry, wills and will delay, keep alive,
 //! DISCONNECT both ways, authentication and how the broker meets malformed or forbidden
 //! input, each shown on the wire against a running broker by MQTT 5.0 clients made of
-//! raw bytes (wire.rs). Where a test must show that something did *not* happen, it
-//! sends a marker afterwards down the same path and asserts the marker arrives first.
+//! raw bytes (tests/common/v5). Where a test must show that something did *not*
+//! happen, it sends a marker afterwards down the same path and asserts the marker
+//! arrives first.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
-#[path = "wire.rs"]
-mod wire;
+#[path = "../../tests/common/v5/mod.rs"]
+mod v5;
 
 use std::time::{Duration, Instant};
 
-use common::{frame, TestBroker};
-use wire::*;
+use common::{field, frame, TestBroker};
+use v5::*;
 
 /// Publishes a QoS 0 marker on `topic` from a fresh client.
 async fn marker(broker: &TestBroker, topic: &str) {

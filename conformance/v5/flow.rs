@@ -3,15 +3,15 @@
 //! Flow control and limits: Receive Maximum and Maximum Packet Size in both
 //! directions, and what the broker leaves off its packets for a client with a small
 //! Maximum Packet Size or no wish for problem information, each shown on the wire by
-//! MQTT 5.0 clients made of raw bytes (wire.rs).
+//! MQTT 5.0 clients made of raw bytes (tests/common/v5).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
-#[path = "wire.rs"]
-mod wire;
+#[path = "../../tests/common/v5/mod.rs"]
+mod v5;
 
 use common::TestBroker;
-use wire::*;
+use v5::*;
 
 // ---- Receive Maximum ----
 

@@ -4,19 +4,19 @@
 //! retained messages, topic names, the PUBLISH properties the broker forwards, message
 //! expiry, topic aliases both ways, and the data representation rules (UTF-8 strings,
 //! variable byte integers, fixed-header flags), each shown on the wire by MQTT 5.0
-//! clients made of raw bytes (wire.rs). Absence is shown by a marker sent after down
-//! the same path, or by waiting [`QUIET`].
+//! clients made of raw bytes (tests/common/v5). Absence is shown by a marker sent
+//! after down the same path, or by waiting [`QUIET`].
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
-#[path = "wire.rs"]
-mod wire;
+#[path = "../../tests/common/v5/mod.rs"]
+mod v5;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{frame, TestBroker};
-use wire::*;
+use common::{field, frame, TestBroker};
+use v5::*;
 
 /// A subscriber to `filter` at `qos` and a publisher, both connected.
 async fn pair(broker: &TestBroker, filter: &str, qos: u8) -> (Client, Client) {

@@ -3,18 +3,18 @@
 //! Subscribing and unsubscribing: SUBACK and UNSUBACK, subscription options (QoS, No
 //! Local, Retain As Published, Retain Handling), subscription identifiers, topic filter
 //! rules and matching, and shared subscriptions, each shown on the wire by MQTT 5.0
-//! clients made of raw bytes (wire.rs). Absence is shown by a marker sent after down
-//! the same path, or by waiting [`QUIET`].
+//! clients made of raw bytes (tests/common/v5). Absence is shown by a marker sent
+//! after down the same path, or by waiting [`QUIET`].
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
-#[path = "wire.rs"]
-mod wire;
+#[path = "../../tests/common/v5/mod.rs"]
+mod v5;
 
 use std::time::Duration;
 
-use common::{frame, TestBroker};
-use wire::*;
+use common::{field, frame, TestBroker};
+use v5::*;
 
 async fn publisher(broker: &TestBroker) -> Client {
     Client::new(broker, "pub").await

@@ -4,8 +4,7 @@
 use herald::protocol::QoS;
 
 use crate::common::{field, frame, TestBroker};
-use crate::v5::{self, id, Client, Connect, Packet, Props};
-use crate::QUIET;
+use crate::v5::*;
 
 /// MQTT 5.0 §3.4.2.1, §3.5.2.1, §3.7.2.1: a success acknowledgement without properties
 /// takes the short form — packet id only, remaining length 2 — with or without
@@ -13,36 +12,36 @@ use crate::QUIET;
 #[tokio::test]
 async fn success_acknowledgements_take_the_two_byte_form() {
     let broker = TestBroker::start().await;
-    let mut subscriber = Client::simple(broker.addr, "acks-sub").await;
-    subscriber.subscribe(1, "ack/with", 2).await;
-    let mut client = Client::simple(broker.addr, "acks").await;
+    let mut subscriber = Client::new(&broker, "acks-sub").await;
+    subscriber.subscribe(1, &[("ack/with", 2)]).await;
+    let mut client = Client::new(&broker, "acks").await;
     for (topic, first) in [("ack/with", 1u16), ("ack/without", 3)] {
         client
-            .send(&v5::publish(topic, 1, first, false, &Props::new(), b"q1"))
+            .send(&Publish::new(topic, 1, b"q1").pkid(first).bytes())
             .await;
         assert_eq!(
-            client.recv_frame().await,
-            Some(vec![0x40, 0x02, 0x00, first as u8]),
+            client.expect_ack(PUBACK, first).await.raw,
+            [0x40, 0x02, 0x00, first as u8],
             "PUBACK for {topic}"
         );
         let id2 = first + 1;
         client
-            .send(&v5::publish(topic, 2, id2, false, &Props::new(), b"q2"))
+            .send(&Publish::new(topic, 2, b"q2").pkid(id2).bytes())
             .await;
         assert_eq!(
-            client.recv_frame().await,
-            Some(vec![0x50, 0x02, 0x00, id2 as u8]),
+            client.expect_ack(PUBREC, id2).await.raw,
+            [0x50, 0x02, 0x00, id2 as u8],
             "PUBREC for {topic}"
         );
-        client.send(&v5::pubrel(id2)).await;
+        client.send(&ack(PUBREL, id2)).await;
         assert_eq!(
-            client.recv_frame().await,
-            Some(vec![0x70, 0x02, 0x00, id2 as u8]),
+            client.expect_ack(PUBCOMP, id2).await.raw,
+            [0x70, 0x02, 0x00, id2 as u8],
             "PUBCOMP for {topic}"
         );
     }
-    subscriber.expect_message("ack/with", b"q1").await;
-    subscriber.expect_message("ack/with", b"q2").await;
+    subscriber.expect_and_complete("ack/with", b"q1").await;
+    subscriber.expect_and_complete("ack/with", b"q2").await;
     broker.stop().await;
 }
 
@@ -52,19 +51,17 @@ async fn success_acknowledgements_take_the_two_byte_form() {
 #[tokio::test]
 async fn pubrel_for_an_unknown_packet_id_gets_pubcomp_0x92() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "stray-rel").await;
-    client.send(&v5::pubrel(77)).await;
-    match client.expect().await {
-        Packet::PubComp(comp) => assert_eq!((comp.pkid, comp.reason), (77, 0x92), "{comp:?}"),
-        other => panic!("expected PUBCOMP, got {other:?}"),
-    }
+    let mut client = Client::new(&broker, "stray-rel").await;
+    client.send(&ack(PUBREL, 77)).await;
+    let comp = client.expect_ack(PUBCOMP, 77).await;
+    assert_eq!(comp.reason, 0x92, "{comp:?}");
     // A second PUBREL after a completed exchange is unknown too.
-    client.publish("rel/t", 2, 5, &Props::new(), b"m").await;
-    client.send(&v5::pubrel(5)).await;
-    match client.expect().await {
-        Packet::PubComp(comp) => assert_eq!((comp.pkid, comp.reason), (5, 0x92), "{comp:?}"),
-        other => panic!("expected PUBCOMP, got {other:?}"),
-    }
+    client
+        .publish(&Publish::new("rel/t", 2, b"m").pkid(5))
+        .await;
+    client.send(&ack(PUBREL, 5)).await;
+    let comp = client.expect_ack(PUBCOMP, 5).await;
+    assert_eq!(comp.reason, 0x92, "{comp:?}");
     client.ping().await;
     broker.stop().await;
 }
@@ -75,11 +72,10 @@ async fn pubrel_for_an_unknown_packet_id_gets_pubcomp_0x92() {
 #[tokio::test]
 async fn suback_has_a_reason_code_per_filter() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "suback").await;
-    let ack = client
-        .subscribe_with(
+    let mut client = Client::new(&broker, "suback").await;
+    let codes = client
+        .subscribe(
             3,
-            &Props::new(),
             &[
                 ("s/zero", 0),
                 ("s/one", 1),
@@ -90,9 +86,9 @@ async fn suback_has_a_reason_code_per_filter() {
             ],
         )
         .await;
-    assert_eq!(ack.codes, [0x00, 0x01, 0x02, 0x8F, 0x8F, 0x01]);
-    let mut publisher = Client::simple(broker.addr, "suback-pub").await;
-    publisher.publish("s/two", 2, 1, &Props::new(), b"x").await;
+    assert_eq!(codes, [0x00, 0x01, 0x02, 0x8F, 0x8F, 0x01]);
+    let mut publisher = Client::new(&broker, "suback-pub").await;
+    publisher.publish(&Publish::new("s/two", 2, b"x")).await;
     // Through s/two and through the group of one.
     let first = client.expect_publish().await;
     let second = client.expect_publish().await;
@@ -108,11 +104,11 @@ async fn suback_has_a_reason_code_per_filter() {
 #[tokio::test]
 async fn suback_grants_at_most_the_maximum_qos() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_qos.0 = QoS::AtLeastOnce).await;
-    let mut client = Client::simple(broker.addr, "capped").await;
-    let ack = client
-        .subscribe_with(1, &Props::new(), &[("c/0", 0), ("c/1", 1), ("c/2", 2)])
+    let mut client = Client::new(&broker, "capped").await;
+    let codes = client
+        .subscribe(1, &[("c/0", 0), ("c/1", 1), ("c/2", 2)])
         .await;
-    assert_eq!(ack.codes, [0x00, 0x01, 0x01]);
+    assert_eq!(codes, [0x00, 0x01, 0x01]);
     broker.stop().await;
 }
 
@@ -122,12 +118,12 @@ async fn suback_grants_at_most_the_maximum_qos() {
 #[tokio::test]
 async fn subscriptions_beyond_the_quota_get_0x97() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_subscriptions_per_client = 2).await;
-    let mut client = Client::simple(broker.addr, "quota").await;
-    let ack = client
-        .subscribe_with(1, &Props::new(), &[("q/1", 0), ("q/2", 1), ("q/3", 1)])
+    let mut client = Client::new(&broker, "quota").await;
+    let codes = client
+        .subscribe(1, &[("q/1", 0), ("q/2", 1), ("q/3", 1)])
         .await;
-    assert_eq!(ack.codes, [0x00, 0x01, 0x97]);
-    assert_eq!(client.subscribe(2, "q/2", 2).await, 0x02);
+    assert_eq!(codes, [0x00, 0x01, 0x97]);
+    assert_eq!(client.subscribe(2, &[("q/2", 2)]).await, [0x02]);
     broker.stop().await;
 }
 
@@ -137,19 +133,11 @@ async fn subscriptions_beyond_the_quota_get_0x97() {
 #[tokio::test]
 async fn unsuback_has_a_reason_code_per_filter() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "unsuback").await;
-    assert_eq!(client.subscribe(1, "u/1", 0).await, 0x00);
-    client
-        .send(&v5::unsubscribe(2, &["u/1", "u/2", "a/#/b"]))
-        .await;
-    match client.expect().await {
-        Packet::UnsubAck(ack) => {
-            assert_eq!(ack.pkid, 2);
-            assert_eq!(ack.codes, [0x00, 0x11, 0x8F], "{ack:?}");
-        }
-        other => panic!("expected UNSUBACK, got {other:?}"),
-    }
-    client.publish("u/1", 0, 0, &Props::new(), b"gone").await;
+    let mut client = Client::new(&broker, "unsuback").await;
+    assert_eq!(client.subscribe(1, &[("u/1", 0)]).await, [0x00]);
+    let codes = client.unsubscribe(2, &["u/1", "u/2", "a/#/b"]).await;
+    assert_eq!(codes, [0x00, 0x11, 0x8F]);
+    client.publish(&Publish::new("u/1", 0, b"gone")).await;
     client.expect_nothing(QUIET).await;
     broker.stop().await;
 }
@@ -204,26 +192,22 @@ async fn mqtt_3_1_1_clients_keep_the_3_x_acknowledgement_forms() {
 #[tokio::test]
 async fn a_failed_pubrec_ends_the_qos2_exchange() {
     let broker = TestBroker::start().await;
-    let connect = Connect::new("refuser").props(Props::new().two(id::RECEIVE_MAXIMUM, 1));
-    let mut client = Client::connected(broker.addr, connect).await;
-    client.subscribe(1, "refuse/#", 2).await;
-    let mut publisher = Client::simple(broker.addr, "refuse-pub").await;
+    let (mut client, _) =
+        Client::connect(&broker, &Connect::new("refuser").receive_maximum(1)).await;
+    client.subscribe(1, &[("refuse/#", 2)]).await;
+    let mut publisher = Client::new(&broker, "refuse-pub").await;
+    publisher.publish(&Publish::new("refuse/a", 2, b"no")).await;
     publisher
-        .publish("refuse/a", 2, 1, &Props::new(), b"no")
-        .await;
-    publisher
-        .publish("refuse/b", 2, 2, &Props::new(), b"yes")
+        .publish(&Publish::new("refuse/b", 2, b"yes").pkid(2))
         .await;
     let first = client.expect_publish().await;
     assert_eq!(first.payload, b"no");
     // PUBREC 0x80 (Unspecified error), with an empty property list.
+    let pkid = first.pkid.expect("QoS 2");
     client
-        .send(&v5::packet(
-            0x50,
-            &[(first.pkid >> 8) as u8, first.pkid as u8, 0x80, 0x00],
-        ))
+        .send(&ack_with(PUBREC, pkid, 0x80, &Props::new()))
         .await;
-    client.expect_message("refuse/b", b"yes").await;
+    client.expect_and_complete("refuse/b", b"yes").await;
     client.expect_nothing(QUIET).await;
     broker.stop().await;
 }
@@ -233,12 +217,10 @@ async fn a_failed_pubrec_ends_the_qos2_exchange() {
 #[tokio::test]
 async fn pubrec_for_an_unknown_packet_id_gets_pubrel_0x92() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "stray-rec").await;
-    client.send(&v5::pubrec(33)).await;
-    match client.expect().await {
-        Packet::PubRel(rel) => assert_eq!((rel.pkid, rel.reason), (33, 0x92), "{rel:?}"),
-        other => panic!("expected PUBREL, got {other:?}"),
-    }
+    let mut client = Client::new(&broker, "stray-rec").await;
+    client.send(&ack(PUBREC, 33)).await;
+    let rel = client.expect_ack(PUBREL, 33).await;
+    assert_eq!(rel.reason, 0x92, "{rel:?}");
     client.ping().await;
     broker.stop().await;
 }
@@ -249,32 +231,30 @@ async fn pubrec_for_an_unknown_packet_id_gets_pubrel_0x92() {
 #[tokio::test]
 async fn long_form_acknowledgements_from_a_client_are_accepted() {
     let broker = TestBroker::start().await;
-    let connect = Connect::new("verbose").props(Props::new().two(id::RECEIVE_MAXIMUM, 1));
-    let mut client = Client::connected(broker.addr, connect).await;
-    client.subscribe(1, "long/#", 2).await;
-    let mut publisher = Client::simple(broker.addr, "verbose-pub").await;
-    publisher.publish("long/1", 1, 1, &Props::new(), b"1").await;
-    publisher.publish("long/2", 2, 2, &Props::new(), b"2").await;
-    publisher.publish("long/3", 1, 3, &Props::new(), b"3").await;
-    let props = Props::new().str(id::REASON_STRING, "fine").user("k", "v");
-    let long_ack = |first: u8, pkid: u16, reason: u8| {
-        let mut body = pkid.to_be_bytes().to_vec();
-        body.push(reason);
-        body.extend(props.encode());
-        v5::packet(first, &body)
-    };
+    let (mut client, _) =
+        Client::connect(&broker, &Connect::new("verbose").receive_maximum(1)).await;
+    client.subscribe(1, &[("long/#", 2)]).await;
+    let mut publisher = Client::new(&broker, "verbose-pub").await;
+    publisher.publish(&Publish::new("long/1", 1, b"1")).await;
+    publisher
+        .publish(&Publish::new("long/2", 2, b"2").pkid(2))
+        .await;
+    publisher
+        .publish(&Publish::new("long/3", 1, b"3").pkid(3))
+        .await;
+    let props = Props::new().str(REASON_STRING, "fine").user("k", "v");
     let one = client.expect_publish().await;
     assert_eq!(one.payload, b"1");
     // PUBACK 0x10 (No matching subscribers) is a success code too.
-    client.send(&long_ack(0x40, one.pkid, 0x10)).await;
+    let pkid = one.pkid.expect("QoS 1");
+    client.send(&ack_with(PUBACK, pkid, 0x10, &props)).await;
     let two = client.expect_publish().await;
     assert_eq!(two.payload, b"2");
-    client.send(&long_ack(0x50, two.pkid, 0x00)).await;
-    match client.expect().await {
-        Packet::PubRel(rel) => assert_eq!((rel.pkid, rel.reason), (two.pkid, 0)),
-        other => panic!("expected PUBREL, got {other:?}"),
-    }
-    client.send(&long_ack(0x70, two.pkid, 0x00)).await;
-    client.expect_message("long/3", b"3").await;
+    let pkid = two.pkid.expect("QoS 2");
+    client.send(&ack_with(PUBREC, pkid, 0x00, &props)).await;
+    let rel = client.expect_ack(PUBREL, pkid).await;
+    assert_eq!(rel.reason, 0x00, "{rel:?}");
+    client.send(&ack_with(PUBCOMP, pkid, 0x00, &props)).await;
+    client.expect_and_complete("long/3", b"3").await;
     broker.stop().await;
 }

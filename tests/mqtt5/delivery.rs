@@ -1,11 +1,8 @@
 //! How messages travel on a connection: topic aliases both ways, and the limits an
 //! MQTT 5.0 client sets on what it is sent (Maximum Packet Size, Receive Maximum).
 
-use std::collections::HashMap;
-
 use crate::common::TestBroker;
-use crate::v5::{self, id, Client, Connect, Packet, Props, Publish};
-use crate::QUIET;
+use crate::v5::*;
 
 /// MQTT 5.0 §3.3.2.3.4: a client may set a topic alias (1..=Topic Alias Maximum) with a
 /// PUBLISH naming the topic, publish later with an empty topic and the alias, and map
@@ -13,24 +10,36 @@ use crate::QUIET;
 #[tokio::test]
 async fn inbound_topic_alias_names_the_topic() {
     let broker = TestBroker::start().await;
-    let mut subscriber = Client::simple(broker.addr, "alias-sub").await;
-    subscriber.subscribe(1, "alias/#", 1).await;
-    let (mut publisher, ack) = Client::connect(broker.addr, Connect::new("alias-pub")).await;
+    let mut subscriber = Client::new(&broker, "alias-sub").await;
+    subscriber.subscribe(1, &[("alias/#", 1)]).await;
+    let (mut publisher, ack) = Client::connect(&broker, &Connect::new("alias-pub")).await;
     let max = ack
         .props
-        .two_of(id::TOPIC_ALIAS_MAXIMUM)
+        .u16(TOPIC_ALIAS_MAXIMUM)
         .expect("Topic Alias Maximum");
-    let alias = |n| Props::new().two(id::TOPIC_ALIAS, n);
+    let alias = |n| Props::new().u16(TOPIC_ALIAS, n);
     publisher
-        .publish("alias/t", 1, 1, &alias(max), b"one")
+        .publish(&Publish::new("alias/t", 1, b"one").props(alias(max)))
         .await;
-    publisher.publish("", 1, 2, &alias(max), b"two").await;
     publisher
-        .publish("alias/u", 1, 3, &alias(max), b"three")
+        .publish(&Publish::new("", 1, b"two").pkid(2).props(alias(max)))
         .await;
-    publisher.publish("", 0, 0, &alias(max), b"four").await;
-    publisher.publish("alias/v", 1, 4, &alias(1), b"five").await;
-    publisher.publish("", 1, 5, &alias(max), b"six").await;
+    publisher
+        .publish(
+            &Publish::new("alias/u", 1, b"three")
+                .pkid(3)
+                .props(alias(max)),
+        )
+        .await;
+    publisher
+        .publish(&Publish::new("", 0, b"four").props(alias(max)))
+        .await;
+    publisher
+        .publish(&Publish::new("alias/v", 1, b"five").pkid(4).props(alias(1)))
+        .await;
+    publisher
+        .publish(&Publish::new("", 1, b"six").pkid(5).props(alias(max)))
+        .await;
     for (topic, payload) in [
         ("alias/t", &b"one"[..]),
         ("alias/t", b"two"),
@@ -39,34 +48,21 @@ async fn inbound_topic_alias_names_the_topic() {
         ("alias/v", b"five"),
         ("alias/u", b"six"),
     ] {
-        let got = subscriber.expect_message(topic, payload).await;
-        assert!(got.props.get(id::TOPIC_ALIAS).is_none(), "{got:?}");
+        let got = subscriber.expect_and_complete(topic, payload).await;
+        assert!(got.props.get(TOPIC_ALIAS).is_none(), "{got:?}");
     }
     broker.stop().await;
 }
 
-/// Resolves the topic of each PUBLISH received as a client would, checking aliases stay
-/// within `max`; returns (topic as sent, alias, resolved topic).
-fn resolve(
-    aliases: &mut HashMap<u16, String>,
-    p: &Publish,
-    max: u16,
-) -> (String, Option<u16>, String) {
-    let alias = p.props.two_of(id::TOPIC_ALIAS);
-    let resolved = match alias {
-        Some(n) => {
-            assert!((1..=max).contains(&n), "alias {n} above {max}: {p:?}");
-            if !p.topic.is_empty() {
-                aliases.insert(n, p.topic.clone());
-            }
-            aliases.get(&n).cloned().expect("alias set before use")
-        }
-        None => {
-            assert!(!p.topic.is_empty(), "empty topic without alias: {p:?}");
-            p.topic.clone()
-        }
-    };
-    (p.topic.clone(), alias, resolved)
+/// (topic as sent, alias, resolved topic) of a PUBLISH received, its alias checked to
+/// be within `max`. The client resolves aliases as it decodes, and fails on an empty
+/// topic without an alias or an alias used before it was set.
+fn resolve(p: &Message, max: u16) -> (String, Option<u16>, String) {
+    let alias = p.alias();
+    if let Some(n) = alias {
+        assert!((1..=max).contains(&n), "alias {n} above {max}: {p:?}");
+    }
+    (p.topic_field.clone(), alias, p.topic.clone())
 }
 
 /// MQTT 5.0 §3.3.2.3.4 and §3.1.2.11.5: towards a client whose CONNECT allowed N topic
@@ -75,22 +71,21 @@ fn resolve(
 #[tokio::test]
 async fn outbound_topic_aliases_within_the_clients_maximum() {
     let broker = TestBroker::start().await;
-    let connect = Connect::new("alias-out").props(Props::new().two(id::TOPIC_ALIAS_MAXIMUM, 2));
-    let mut subscriber = Client::connected(broker.addr, connect).await;
-    subscriber.subscribe(1, "out/#", 0).await;
-    let mut publisher = Client::simple(broker.addr, "alias-out-pub").await;
+    let connect = Connect::new("alias-out").topic_alias_maximum(2);
+    let (mut subscriber, _) = Client::connect(&broker, &connect).await;
+    subscriber.subscribe(1, &[("out/#", 0)]).await;
+    let mut publisher = Client::new(&broker, "alias-out-pub").await;
     let topics = ["out/first", "out/second", "out/third"];
-    let mut aliases = HashMap::new();
     let mut seen = Vec::new();
     for round in 0..2 {
         for topic in topics {
             let payload = format!("{topic} {round}");
             publisher
-                .publish(topic, 0, 0, &Props::new(), payload.as_bytes())
+                .publish(&Publish::new(topic, 0, payload.as_bytes()))
                 .await;
             let got = subscriber.expect_publish().await;
             assert_eq!(got.payload, payload.as_bytes());
-            let (sent, alias, resolved) = resolve(&mut aliases, &got, 2);
+            let (sent, alias, resolved) = resolve(&got, 2);
             assert_eq!(resolved, topic);
             seen.push((sent, alias));
         }
@@ -116,23 +111,22 @@ async fn outbound_topic_aliases_within_the_clients_maximum() {
 #[tokio::test]
 async fn outbound_topic_aliases_are_capped_by_the_server_and_off_by_default() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_topic_alias = 1).await;
-    let connect = Connect::new("alias-many").props(Props::new().two(id::TOPIC_ALIAS_MAXIMUM, 50));
-    let mut many = Client::connected(broker.addr, connect).await;
-    many.subscribe(1, "cap/#", 0).await;
-    let mut none = Client::simple(broker.addr, "alias-none").await;
-    none.subscribe(1, "cap/#", 0).await;
-    let mut publisher = Client::simple(broker.addr, "alias-cap-pub").await;
-    let mut aliases = HashMap::new();
+    let connect = Connect::new("alias-many").topic_alias_maximum(50);
+    let (mut many, _) = Client::connect(&broker, &connect).await;
+    many.subscribe(1, &[("cap/#", 0)]).await;
+    let mut none = Client::new(&broker, "alias-none").await;
+    none.subscribe(1, &[("cap/#", 0)]).await;
+    let mut publisher = Client::new(&broker, "alias-cap-pub").await;
     for round in 0..2 {
         for topic in ["cap/a", "cap/b", "cap/c"] {
-            publisher.publish(topic, 0, 0, &Props::new(), b"m").await;
+            publisher.publish(&Publish::new(topic, 0, b"m")).await;
             let got = many.expect_publish().await;
-            let (_, alias, resolved) = resolve(&mut aliases, &got, 1);
+            let (_, alias, resolved) = resolve(&got, 1);
             assert_eq!(resolved, topic, "round {round}");
             assert_eq!(alias.is_some(), topic == "cap/a", "{got:?}");
             let plain = none.expect_publish().await;
             assert_eq!(plain.topic, topic);
-            assert!(plain.props.get(id::TOPIC_ALIAS).is_none(), "{plain:?}");
+            assert!(plain.props.get(TOPIC_ALIAS).is_none(), "{plain:?}");
         }
     }
     broker.stop().await;
@@ -145,43 +139,29 @@ async fn outbound_topic_aliases_are_capped_by_the_server_and_off_by_default() {
 #[tokio::test]
 async fn message_above_the_clients_maximum_packet_size_is_dropped_for_that_client() {
     let broker = TestBroker::start().await;
-    let connect = Connect::new("small").props(
-        Props::new()
-            .four(id::MAXIMUM_PACKET_SIZE, 100)
-            .two(id::RECEIVE_MAXIMUM, 1),
-    );
-    let mut small = Client::connected(broker.addr, connect).await;
-    small.subscribe(1, "size/#", 1).await;
-    let mut large = Client::simple(broker.addr, "large").await;
-    large.subscribe(1, "size/#", 1).await;
-    let mut publisher = Client::simple(broker.addr, "size-pub").await;
+    let connect = Connect::new("small")
+        .maximum_packet_size(100)
+        .receive_maximum(1);
+    let (mut small, _) = Client::connect(&broker, &connect).await;
+    small.subscribe(1, &[("size/#", 1)]).await;
+    let mut large = Client::new(&broker, "large").await;
+    large.subscribe(1, &[("size/#", 1)]).await;
+    let mut publisher = Client::new(&broker, "size-pub").await;
     let big = vec![b'B'; 200];
+    publisher.publish(&Publish::new("size/big", 1, &big)).await;
     publisher
-        .publish("size/big", 1, 1, &Props::new(), &big)
+        .publish(&Publish::new("size/small", 1, b"s1").pkid(2))
         .await;
     publisher
-        .publish("size/small", 1, 2, &Props::new(), b"s1")
-        .await;
-    publisher
-        .publish("size/small", 1, 3, &Props::new(), b"s2")
+        .publish(&Publish::new("size/small", 1, b"s2").pkid(3))
         .await;
 
-    large.expect_message("size/big", &big).await;
-    large.expect_message("size/small", b"s1").await;
-    large.expect_message("size/small", b"s2").await;
-    let frame = small.recv_frame().await.expect("a PUBLISH");
-    assert!(frame.len() <= 100);
-    match v5::decode(&frame).unwrap() {
-        Packet::Publish(p) => {
-            assert_eq!(
-                (p.topic.as_str(), &p.payload[..]),
-                ("size/small", &b"s1"[..])
-            );
-            small.complete(&p).await;
-        }
-        other => panic!("expected PUBLISH, got {other:?}"),
-    }
-    small.expect_message("size/small", b"s2").await;
+    large.expect_and_complete("size/big", &big).await;
+    large.expect_and_complete("size/small", b"s1").await;
+    large.expect_and_complete("size/small", b"s2").await;
+    let p = small.expect_and_complete("size/small", b"s1").await;
+    assert!(p.raw.len() <= 100);
+    small.expect_and_complete("size/small", b"s2").await;
     small.expect_nothing(QUIET).await;
     broker.stop().await;
 }
@@ -192,14 +172,13 @@ async fn message_above_the_clients_maximum_packet_size_is_dropped_for_that_clien
 #[tokio::test]
 async fn the_clients_receive_maximum_limits_unacknowledged_messages() {
     let broker = TestBroker::start().await;
-    let connect = Connect::new("slow").props(Props::new().two(id::RECEIVE_MAXIMUM, 2));
-    let mut slow = Client::connected(broker.addr, connect).await;
-    slow.subscribe(1, "flow/#", 2).await;
-    let mut publisher = Client::simple(broker.addr, "flow-pub").await;
+    let (mut slow, _) = Client::connect(&broker, &Connect::new("slow").receive_maximum(2)).await;
+    slow.subscribe(1, &[("flow/#", 2)]).await;
+    let mut publisher = Client::new(&broker, "flow-pub").await;
     for i in 1..=5u16 {
         let qos = if i % 2 == 0 { 2 } else { 1 };
         publisher
-            .publish("flow/t", qos, i, &Props::new(), &[i as u8])
+            .publish(&Publish::new("flow/t", qos, &[i as u8]).pkid(i))
             .await;
     }
     let first = slow.expect_publish().await;
@@ -212,13 +191,11 @@ async fn the_clients_receive_maximum_limits_unacknowledged_messages() {
     assert_eq!(third.payload[0], 3);
     slow.expect_nothing(QUIET).await;
     // A QoS 2 message holds its place until PUBCOMP, not PUBREC.
-    slow.send(&v5::pubrec(second.pkid)).await;
-    match slow.expect().await {
-        Packet::PubRel(rel) => assert_eq!(rel.pkid, second.pkid),
-        other => panic!("expected PUBREL, got {other:?}"),
-    }
+    let pkid = second.pkid.expect("QoS 2");
+    slow.send(&ack(PUBREC, pkid)).await;
+    slow.expect_ack(PUBREL, pkid).await;
     slow.expect_nothing(QUIET).await;
-    slow.send(&v5::pubcomp(second.pkid)).await;
+    slow.send(&ack(PUBCOMP, pkid)).await;
     let fourth = slow.expect_publish().await;
     assert_eq!(fourth.payload[0], 4);
     // The fourth's exchange completes while the third waits: that frees a place.
@@ -236,13 +213,12 @@ async fn the_clients_receive_maximum_limits_unacknowledged_messages() {
 #[tokio::test]
 async fn the_servers_inflight_limit_caps_a_larger_receive_maximum() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_inflight_messages.0 = 2).await;
-    let connect = Connect::new("wide").props(Props::new().two(id::RECEIVE_MAXIMUM, 100));
-    let mut wide = Client::connected(broker.addr, connect).await;
-    wide.subscribe(1, "cap/#", 1).await;
-    let mut publisher = Client::simple(broker.addr, "cap-pub").await;
+    let (mut wide, _) = Client::connect(&broker, &Connect::new("wide").receive_maximum(100)).await;
+    wide.subscribe(1, &[("cap/#", 1)]).await;
+    let mut publisher = Client::new(&broker, "cap-pub").await;
     for i in 1..=4u16 {
         publisher
-            .publish("cap/t", 1, i, &Props::new(), &[i as u8])
+            .publish(&Publish::new("cap/t", 1, &[i as u8]).pkid(i))
             .await;
     }
     let first = wide.expect_publish().await;
@@ -259,43 +235,35 @@ async fn the_servers_inflight_limit_caps_a_larger_receive_maximum() {
 #[tokio::test]
 async fn outbound_topic_aliases_start_afresh_on_a_new_connection() {
     let broker = TestBroker::start().await;
-    let connect = || {
-        Connect::new("alias-back").clean_start(false).props(
-            Props::new()
-                .four(id::SESSION_EXPIRY_INTERVAL, 30)
-                .two(id::TOPIC_ALIAS_MAXIMUM, 5),
-        )
-    };
-    let mut subscriber = Client::connected(broker.addr, connect()).await;
-    subscriber.subscribe(1, "again/#", 1).await;
-    let mut publisher = Client::simple(broker.addr, "alias-back-pub").await;
+    let connect = || Connect::resume("alias-back", 30).topic_alias_maximum(5);
+    let (mut subscriber, _) = Client::connect(&broker, &connect()).await;
+    subscriber.subscribe(1, &[("again/#", 1)]).await;
+    let mut publisher = Client::new(&broker, "alias-back-pub").await;
+    publisher.publish(&Publish::new("again/t", 1, b"1")).await;
     publisher
-        .publish("again/t", 1, 1, &Props::new(), b"1")
+        .publish(&Publish::new("again/t", 1, b"2").pkid(2))
         .await;
-    publisher
-        .publish("again/t", 1, 2, &Props::new(), b"2")
-        .await;
-    let first = subscriber.expect_message("again/t", b"1").await;
-    assert_eq!(first.props.two_of(id::TOPIC_ALIAS), Some(1));
-    let second = subscriber.expect_message("", b"2").await;
-    assert_eq!(second.props.two_of(id::TOPIC_ALIAS), Some(1));
+    let first = subscriber.expect_and_complete("again/t", b"1").await;
+    assert_eq!(first.alias(), Some(1));
+    let second = subscriber.expect_and_complete("again/t", b"2").await;
+    assert_eq!(second.topic_field, "", "{second:?}");
+    assert_eq!(second.alias(), Some(1));
     subscriber.disconnect().await;
 
     // One message waits in the session, one comes live.
     publisher
-        .publish("again/t", 1, 3, &Props::new(), b"3")
+        .publish(&Publish::new("again/t", 1, b"3").pkid(3))
         .await;
-    let (mut subscriber, ack) = Client::connect(broker.addr, connect()).await;
+    let (mut subscriber, ack) = Client::connect(&broker, &connect()).await;
     assert!(ack.session_present);
-    let mut aliases = HashMap::new();
     let third = subscriber.expect_publish().await;
     subscriber.complete(&third).await;
-    assert_eq!(resolve(&mut aliases, &third, 5).2, "again/t", "{third:?}");
+    assert_eq!(resolve(&third, 5).2, "again/t", "{third:?}");
     publisher
-        .publish("again/t", 1, 4, &Props::new(), b"4")
+        .publish(&Publish::new("again/t", 1, b"4").pkid(4))
         .await;
     let fourth = subscriber.expect_publish().await;
-    assert_eq!(resolve(&mut aliases, &fourth, 5).2, "again/t", "{fourth:?}");
+    assert_eq!(resolve(&fourth, 5).2, "again/t", "{fourth:?}");
     broker.stop().await;
 }
 
@@ -305,21 +273,19 @@ async fn outbound_topic_aliases_start_afresh_on_a_new_connection() {
 #[tokio::test]
 async fn retained_message_above_the_clients_maximum_packet_size_is_left_out() {
     let broker = TestBroker::start().await;
-    let mut publisher = Client::simple(broker.addr, "ret-size-pub").await;
+    let mut publisher = Client::new(&broker, "ret-size-pub").await;
     publisher
-        .publish_retain("rs/a", 1, 1, true, &Props::new(), &[b'A'; 300])
+        .publish(&Publish::new("rs/a", 1, &[b'A'; 300]).retain())
         .await;
     publisher
-        .publish_retain("rs/b", 1, 2, true, &Props::new(), b"small")
+        .publish(&Publish::new("rs/b", 1, b"small").pkid(2).retain())
         .await;
-    let connect = Connect::new("ret-small").props(
-        Props::new()
-            .four(id::MAXIMUM_PACKET_SIZE, 100)
-            .two(id::RECEIVE_MAXIMUM, 1),
-    );
-    let mut client = Client::connected(broker.addr, connect).await;
-    client.subscribe(1, "rs/#", 1).await;
-    let got = client.expect_message("rs/b", b"small").await;
+    let connect = Connect::new("ret-small")
+        .maximum_packet_size(100)
+        .receive_maximum(1);
+    let (mut client, _) = Client::connect(&broker, &connect).await;
+    client.subscribe(1, &[("rs/#", 1)]).await;
+    let got = client.expect_and_complete("rs/b", b"small").await;
     assert!(got.retain);
     client.expect_nothing(QUIET).await;
     broker.stop().await;
@@ -331,28 +297,22 @@ async fn retained_message_above_the_clients_maximum_packet_size_is_left_out() {
 #[tokio::test]
 async fn resent_messages_respect_the_new_connections_receive_maximum() {
     let broker = TestBroker::start().await;
-    let connect = |receive_maximum| {
-        Connect::new("shrinking").clean_start(false).props(
-            Props::new()
-                .four(id::SESSION_EXPIRY_INTERVAL, 30)
-                .two(id::RECEIVE_MAXIMUM, receive_maximum),
-        )
-    };
-    let mut client = Client::connected(broker.addr, connect(5)).await;
-    client.subscribe(1, "shrink/#", 1).await;
-    let mut publisher = Client::simple(broker.addr, "shrinking-pub").await;
+    let connect =
+        |receive_maximum| Connect::resume("shrinking", 30).receive_maximum(receive_maximum);
+    let (mut client, _) = Client::connect(&broker, &connect(5)).await;
+    client.subscribe(1, &[("shrink/#", 1)]).await;
+    let mut publisher = Client::new(&broker, "shrinking-pub").await;
     for i in 1..=5u16 {
         publisher
-            .publish("shrink/t", 1, i, &Props::new(), &[i as u8])
+            .publish(&Publish::new("shrink/t", 1, &[i as u8]).pkid(i))
             .await;
     }
     for i in 1..=5u8 {
         assert_eq!(client.expect_publish().await.payload, [i]);
     }
-    client.close_write().await;
-    client.expect_closed().await;
+    client.drop_connection().await;
 
-    let (mut back, ack) = Client::connect(broker.addr, connect(2)).await;
+    let (mut back, ack) = Client::connect(&broker, &connect(2)).await;
     assert!(ack.session_present);
     let mut got = Vec::new();
     while let Some(packet) = back.recv_within(QUIET).await {
@@ -384,30 +344,26 @@ async fn resent_messages_respect_the_new_connections_receive_maximum() {
 async fn a_resent_message_above_the_new_maximum_packet_size_is_discarded() {
     let broker = TestBroker::start().await;
     let connect = |max_packet_size| {
-        Connect::new("narrowing").clean_start(false).props(
-            Props::new()
-                .four(id::SESSION_EXPIRY_INTERVAL, 30)
-                .two(id::RECEIVE_MAXIMUM, 1)
-                .four(id::MAXIMUM_PACKET_SIZE, max_packet_size),
-        )
+        Connect::resume("narrowing", 30)
+            .receive_maximum(1)
+            .maximum_packet_size(max_packet_size)
     };
-    let mut client = Client::connected(broker.addr, connect(10_000)).await;
-    client.subscribe(1, "narrow/#", 1).await;
-    let mut publisher = Client::simple(broker.addr, "narrowing-pub").await;
+    let (mut client, _) = Client::connect(&broker, &connect(10_000)).await;
+    client.subscribe(1, &[("narrow/#", 1)]).await;
+    let mut publisher = Client::new(&broker, "narrowing-pub").await;
     let big = vec![b'B'; 500];
     publisher
-        .publish("narrow/big", 1, 1, &Props::new(), &big)
+        .publish(&Publish::new("narrow/big", 1, &big))
         .await;
     assert_eq!(client.expect_publish().await.payload, big);
-    client.close_write().await;
-    client.expect_closed().await;
+    client.drop_connection().await;
 
-    let (mut back, ack) = Client::connect(broker.addr, connect(100)).await;
+    let (mut back, ack) = Client::connect(&broker, &connect(100)).await;
     assert!(ack.session_present);
     publisher
-        .publish("narrow/small", 1, 2, &Props::new(), b"s")
+        .publish(&Publish::new("narrow/small", 1, b"s").pkid(2))
         .await;
-    back.expect_message("narrow/small", b"s").await;
+    back.expect_and_complete("narrow/small", b"s").await;
     back.expect_nothing(QUIET).await;
     broker.stop().await;
 }
@@ -419,26 +375,23 @@ async fn a_resent_message_above_the_new_maximum_packet_size_is_discarded() {
 async fn queued_messages_above_the_new_maximum_packet_size_are_discarded() {
     let broker = TestBroker::start().await;
     let connect = |max_packet_size| {
-        Connect::new("queued-narrow").clean_start(false).props(
-            Props::new()
-                .four(id::SESSION_EXPIRY_INTERVAL, 30)
-                .two(id::RECEIVE_MAXIMUM, 1)
-                .four(id::MAXIMUM_PACKET_SIZE, max_packet_size),
-        )
+        Connect::resume("queued-narrow", 30)
+            .receive_maximum(1)
+            .maximum_packet_size(max_packet_size)
     };
-    let mut client = Client::connected(broker.addr, connect(10_000)).await;
-    client.subscribe(1, "qn/#", 2).await;
+    let (mut client, _) = Client::connect(&broker, &connect(10_000)).await;
+    client.subscribe(1, &[("qn/#", 2)]).await;
     client.disconnect().await;
-    let mut publisher = Client::simple(broker.addr, "queued-narrow-pub").await;
+    let mut publisher = Client::new(&broker, "queued-narrow-pub").await;
     publisher
-        .publish("qn/big", 2, 1, &Props::new(), &[b'B'; 500])
+        .publish(&Publish::new("qn/big", 2, &[b'B'; 500]))
         .await;
     publisher
-        .publish("qn/small", 1, 2, &Props::new(), b"s")
+        .publish(&Publish::new("qn/small", 1, b"s").pkid(2))
         .await;
-    let (mut back, ack) = Client::connect(broker.addr, connect(100)).await;
+    let (mut back, ack) = Client::connect(&broker, &connect(100)).await;
     assert!(ack.session_present);
-    back.expect_message("qn/small", b"s").await;
+    back.expect_and_complete("qn/small", b"s").await;
     back.expect_nothing(QUIET).await;
     broker.stop().await;
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use herald::protocol::QoS;
 
 use crate::common::TestBroker;
-use crate::v5::{self, id, retain_handling, Client, Connect, Packet, Props, NO_LOCAL};
+use crate::v5::*;
 
 /// MQTT 5.0 §3.1.4 [MQTT-3.1.4-3]: a second connection with the same client id takes
 /// the session over; the first is sent DISCONNECT 0x8E (Session taken over) and
@@ -15,8 +15,8 @@ use crate::v5::{self, id, retain_handling, Client, Connect, Packet, Props, NO_LO
 #[tokio::test]
 async fn session_takeover_disconnects_the_old_connection_with_0x8e() {
     let broker = TestBroker::start().await;
-    let mut old = Client::simple(broker.addr, "twin").await;
-    let (_new, ack) = Client::connect(broker.addr, Connect::new("twin")).await;
+    let mut old = Client::new(&broker, "twin").await;
+    let (_new, ack) = Client::try_connect(&broker, &Connect::new("twin")).await;
     assert_eq!(ack.reason, 0x00, "{ack:?}");
     old.expect_disconnect(0x8E).await;
     broker.stop().await;
@@ -27,7 +27,7 @@ async fn session_takeover_disconnects_the_old_connection_with_0x8e() {
 #[tokio::test]
 async fn keep_alive_timeout_disconnects_with_0x8d() {
     let broker = TestBroker::start().await;
-    let mut client = Client::connected(broker.addr, Connect::new("sleepy").keep_alive(1)).await;
+    let (mut client, _) = Client::connect(&broker, &Connect::new("sleepy").keep_alive(1)).await;
     let start = Instant::now();
     client.expect_disconnect(0x8D).await;
     let waited = start.elapsed();
@@ -40,7 +40,7 @@ async fn keep_alive_timeout_disconnects_with_0x8d() {
 #[tokio::test]
 async fn server_shutdown_disconnects_with_0x8b() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "bystander").await;
+    let mut client = Client::new(&broker, "bystander").await;
     client.ping().await;
     broker.stop().await;
     client.expect_disconnect(0x8B).await;
@@ -51,21 +51,12 @@ async fn server_shutdown_disconnects_with_0x8b() {
 #[tokio::test]
 async fn packet_above_maximum_packet_size_disconnects_with_0x95() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_packet_size.0 = 100).await;
-    let (mut client, ack) = Client::connect(broker.addr, Connect::new("big")).await;
-    assert_eq!(ack.props.four_of(id::MAXIMUM_PACKET_SIZE), Some(100));
+    let (mut client, ack) = Client::connect(&broker, &Connect::new("big")).await;
+    assert_eq!(ack.props.u32(MAXIMUM_PACKET_SIZE), Some(100));
     // Within the limit, fine.
+    client.publish(&Publish::new("big/t", 1, &[b'x'; 50])).await;
     client
-        .publish("big/t", 1, 1, &Props::new(), &[b'x'; 50])
-        .await;
-    client
-        .send(&v5::publish(
-            "big/t",
-            1,
-            2,
-            false,
-            &Props::new(),
-            &[b'x'; 200],
-        ))
+        .send(&Publish::new("big/t", 1, &[b'x'; 200]).pkid(2).bytes())
         .await;
     client.expect_disconnect(0x95).await;
     broker.stop().await;
@@ -77,19 +68,17 @@ async fn packet_above_maximum_packet_size_disconnects_with_0x95() {
 #[tokio::test]
 async fn receive_maximum_exceeded_disconnects_with_0x93() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_inflight_messages.0 = 2).await;
-    let (mut client, ack) = Client::connect(broker.addr, Connect::new("eager")).await;
-    assert_eq!(ack.props.two_of(id::RECEIVE_MAXIMUM), Some(2));
+    let (mut client, ack) = Client::connect(&broker, &Connect::new("eager")).await;
+    assert_eq!(ack.props.u16(RECEIVE_MAXIMUM), Some(2));
     for pkid in 1..=2 {
         client
-            .send(&v5::publish("rm/t", 2, pkid, false, &Props::new(), b"m"))
+            .send(&Publish::new("rm/t", 2, b"m").pkid(pkid).bytes())
             .await;
-        match client.expect().await {
-            Packet::PubRec(rec) => assert_eq!((rec.pkid, rec.reason), (pkid, 0)),
-            other => panic!("expected PUBREC, got {other:?}"),
-        }
+        let rec = client.expect_ack(PUBREC, pkid).await;
+        assert_eq!(rec.reason, 0x00, "{rec:?}");
     }
     client
-        .send(&v5::publish("rm/t", 2, 3, false, &Props::new(), b"m"))
+        .send(&Publish::new("rm/t", 2, b"m").pkid(3).bytes())
         .await;
     client.expect_disconnect_explained(0x93).await;
     broker.stop().await;
@@ -100,9 +89,11 @@ async fn receive_maximum_exceeded_disconnects_with_0x93() {
 #[tokio::test]
 async fn released_qos2_messages_do_not_count_against_receive_maximum() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_inflight_messages.0 = 2).await;
-    let mut client = Client::simple(broker.addr, "steady").await;
+    let mut client = Client::new(&broker, "steady").await;
     for pkid in 1..=6 {
-        client.publish("rm/t", 2, pkid, &Props::new(), b"m").await;
+        client
+            .publish(&Publish::new("rm/t", 2, b"m").pkid(pkid))
+            .await;
     }
     client.ping().await;
     broker.stop().await;
@@ -113,10 +104,10 @@ async fn released_qos2_messages_do_not_count_against_receive_maximum() {
 #[tokio::test]
 async fn topic_alias_zero_disconnects_with_0x94() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "alias0").await;
-    let props = Props::new().two(id::TOPIC_ALIAS, 0);
+    let mut client = Client::new(&broker, "alias0").await;
+    let props = Props::new().u16(TOPIC_ALIAS, 0);
     client
-        .send(&v5::publish("a/t", 0, 0, false, &props, b"m"))
+        .send(&Publish::new("a/t", 0, b"m").props(props).bytes())
         .await;
     client.expect_disconnect(0x94).await;
     broker.stop().await;
@@ -127,14 +118,14 @@ async fn topic_alias_zero_disconnects_with_0x94() {
 #[tokio::test]
 async fn topic_alias_above_the_maximum_disconnects_with_0x94() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_topic_alias = 3).await;
-    let (mut client, ack) = Client::connect(broker.addr, Connect::new("alias4")).await;
-    assert_eq!(ack.props.two_of(id::TOPIC_ALIAS_MAXIMUM), Some(3));
+    let (mut client, ack) = Client::connect(&broker, &Connect::new("alias4")).await;
+    assert_eq!(ack.props.u16(TOPIC_ALIAS_MAXIMUM), Some(3));
     client
-        .publish("a/t", 1, 1, &Props::new().two(id::TOPIC_ALIAS, 3), b"m")
+        .publish(&Publish::new("a/t", 1, b"m").props(Props::new().u16(TOPIC_ALIAS, 3)))
         .await;
-    let props = Props::new().two(id::TOPIC_ALIAS, 4);
+    let props = Props::new().u16(TOPIC_ALIAS, 4);
     client
-        .send(&v5::publish("a/t", 0, 0, false, &props, b"m"))
+        .send(&Publish::new("a/t", 0, b"m").props(props).bytes())
         .await;
     client.expect_disconnect(0x94).await;
     broker.stop().await;
@@ -145,10 +136,10 @@ async fn topic_alias_above_the_maximum_disconnects_with_0x94() {
 #[tokio::test]
 async fn unknown_topic_alias_with_empty_topic_disconnects_with_0x82() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "alias?").await;
-    let props = Props::new().two(id::TOPIC_ALIAS, 2);
+    let mut client = Client::new(&broker, "alias?").await;
+    let props = Props::new().u16(TOPIC_ALIAS, 2);
     client
-        .send(&v5::publish("", 0, 0, false, &props, b"m"))
+        .send(&Publish::new("", 0, b"m").props(props).bytes())
         .await;
     client.expect_disconnect_explained(0x82).await;
     broker.stop().await;
@@ -159,10 +150,10 @@ async fn unknown_topic_alias_with_empty_topic_disconnects_with_0x82() {
 #[tokio::test]
 async fn subscription_identifier_in_a_client_publish_disconnects_with_0x82() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "subid-pub").await;
-    let props = Props::new().var(id::SUBSCRIPTION_IDENTIFIER, 5);
+    let mut client = Client::new(&broker, "subid-pub").await;
+    let props = Props::new().varint(SUBSCRIPTION_IDENTIFIER, 5);
     client
-        .send(&v5::publish("s/t", 1, 1, false, &props, b"m"))
+        .send(&Publish::new("s/t", 1, b"m").props(props).bytes())
         .await;
     client.expect_disconnect_explained(0x82).await;
     broker.stop().await;
@@ -173,9 +164,9 @@ async fn subscription_identifier_in_a_client_publish_disconnects_with_0x82() {
 #[tokio::test]
 async fn no_local_on_a_shared_subscription_disconnects_with_0x82() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "nolocal-share").await;
+    let mut client = Client::new(&broker, "nolocal-share").await;
     client
-        .send(&v5::subscribe(
+        .send(&subscribe(
             1,
             &Props::new(),
             &[("$share/g/t/#", 1 | NO_LOCAL)],
@@ -190,8 +181,8 @@ async fn no_local_on_a_shared_subscription_disconnects_with_0x82() {
 #[tokio::test]
 async fn auth_without_an_authentication_method_disconnects_with_0x82() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "auth-late").await;
-    client.send(&v5::auth(0x19, &Props::new())).await;
+    let mut client = Client::new(&broker, "auth-late").await;
+    client.send(&auth(0x19, &Props::new())).await;
     client.expect_disconnect_explained(0x82).await;
     broker.stop().await;
 }
@@ -201,10 +192,10 @@ async fn auth_without_an_authentication_method_disconnects_with_0x82() {
 #[tokio::test]
 async fn property_not_allowed_in_publish_disconnects_with_0x81() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "badprop-pub").await;
-    let props = Props::new().four(id::SESSION_EXPIRY_INTERVAL, 5);
+    let mut client = Client::new(&broker, "badprop-pub").await;
+    let props = Props::new().u32(SESSION_EXPIRY_INTERVAL, 5);
     client
-        .send(&v5::publish("p/t", 0, 0, false, &props, b"m"))
+        .send(&Publish::new("p/t", 0, b"m").props(props).bytes())
         .await;
     client.expect_disconnect_explained(0x81).await;
     broker.stop().await;
@@ -215,12 +206,12 @@ async fn property_not_allowed_in_publish_disconnects_with_0x81() {
 #[tokio::test]
 async fn repeated_property_in_publish_disconnects_with_0x82() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "dupprop-pub").await;
+    let mut client = Client::new(&broker, "dupprop-pub").await;
     let props = Props::new()
-        .byte(id::PAYLOAD_FORMAT_INDICATOR, 1)
-        .byte(id::PAYLOAD_FORMAT_INDICATOR, 0);
+        .byte(PAYLOAD_FORMAT_INDICATOR, 1)
+        .byte(PAYLOAD_FORMAT_INDICATOR, 0);
     client
-        .send(&v5::publish("p/t", 0, 0, false, &props, b"m"))
+        .send(&Publish::new("p/t", 0, b"m").props(props).bytes())
         .await;
     client.expect_disconnect_explained(0x82).await;
     broker.stop().await;
@@ -231,11 +222,11 @@ async fn repeated_property_in_publish_disconnects_with_0x82() {
 #[tokio::test]
 async fn publish_above_maximum_qos_disconnects_with_0x9b() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_qos.0 = QoS::AtLeastOnce).await;
-    let (mut client, ack) = Client::connect(broker.addr, Connect::new("qos2")).await;
-    assert_eq!(ack.props.byte_of(id::MAXIMUM_QOS), Some(1));
-    client.publish("q/t", 1, 1, &Props::new(), b"ok").await;
+    let (mut client, ack) = Client::connect(&broker, &Connect::new("qos2")).await;
+    assert_eq!(ack.props.byte(MAXIMUM_QOS), Some(1));
+    client.publish(&Publish::new("q/t", 1, b"ok")).await;
     client
-        .send(&v5::publish("q/t", 2, 2, false, &Props::new(), b"no"))
+        .send(&Publish::new("q/t", 2, b"no").pkid(2).bytes())
         .await;
     client.expect_disconnect(0x9B).await;
     broker.stop().await;
@@ -248,23 +239,19 @@ async fn publish_above_maximum_qos_disconnects_with_0x9b() {
 #[tokio::test]
 async fn request_problem_information_0_keeps_properties_off_acknowledgements() {
     let broker = TestBroker::start().await;
-    let connect =
-        Connect::new("terse").props(Props::new().byte(id::REQUEST_PROBLEM_INFORMATION, 0));
-    let mut client = Client::connected(broker.addr, connect).await;
-    let ack = client
-        .subscribe_with(1, &Props::new(), &[("a/#/b", 0)])
+    let connect = Connect::new("terse").props(Props::new().byte(REQUEST_PROBLEM_INFORMATION, 0));
+    let (mut client, _) = Client::connect(&broker, &connect).await;
+    client
+        .send(&subscribe(1, &Props::new(), &[("a/#/b", 0)]))
         .await;
-    assert_eq!(ack.codes, [0x8F]);
-    assert!(ack.props.is_empty(), "{ack:?}");
-    client.send(&v5::pubrel(9)).await;
-    match client.expect().await {
-        Packet::PubComp(comp) => {
-            assert_eq!((comp.pkid, comp.reason), (9, 0x92));
-            assert!(comp.props.is_empty(), "{comp:?}");
-        }
-        other => panic!("expected PUBCOMP, got {other:?}"),
-    }
-    client.send(&v5::auth(0x19, &Props::new())).await;
+    let suback = client.expect_suback(1).await;
+    assert_eq!(suback.codes, [0x8F]);
+    assert!(suback.props.is_empty(), "{suback:?}");
+    client.send(&ack(PUBREL, 9)).await;
+    let comp = client.expect_ack(PUBCOMP, 9).await;
+    assert_eq!(comp.reason, 0x92);
+    assert!(comp.props.is_empty(), "{comp:?}");
+    client.send(&auth(0x19, &Props::new())).await;
     client.expect_disconnect(0x82).await;
     broker.stop().await;
 }
@@ -275,9 +262,8 @@ async fn request_problem_information_0_keeps_properties_off_acknowledgements() {
 #[tokio::test]
 async fn server_keep_alive_is_the_one_enforced() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_keepalive_secs = 1).await;
-    let (mut client, ack) =
-        Client::connect(broker.addr, Connect::new("told-1s").keep_alive(60)).await;
-    assert_eq!(ack.props.two_of(id::SERVER_KEEP_ALIVE), Some(1));
+    let (mut client, ack) = Client::connect(&broker, &Connect::new("told-1s").keep_alive(60)).await;
+    assert_eq!(ack.props.u16(SERVER_KEEP_ALIVE), Some(1));
     let start = Instant::now();
     client.expect_disconnect(0x8D).await;
     let waited = start.elapsed();
@@ -293,11 +279,11 @@ async fn server_keep_alive_is_the_one_enforced() {
 #[tokio::test]
 async fn topic_alias_when_aliases_are_off_disconnects_with_0x94() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_topic_alias = 0).await;
-    let (mut client, ack) = Client::connect(broker.addr, Connect::new("no-alias")).await;
-    assert!(ack.props.get(id::TOPIC_ALIAS_MAXIMUM).is_none(), "{ack:?}");
-    let props = Props::new().two(id::TOPIC_ALIAS, 1);
+    let (mut client, ack) = Client::connect(&broker, &Connect::new("no-alias")).await;
+    assert!(ack.props.get(TOPIC_ALIAS_MAXIMUM).is_none(), "{ack:?}");
+    let props = Props::new().u16(TOPIC_ALIAS, 1);
     client
-        .send(&v5::publish("a/t", 0, 0, false, &props, b"m"))
+        .send(&Publish::new("a/t", 0, b"m").props(props).bytes())
         .await;
     client.expect_disconnect(0x94).await;
     broker.stop().await;
@@ -309,20 +295,20 @@ async fn topic_alias_when_aliases_are_off_disconnects_with_0x94() {
 #[tokio::test]
 async fn inbound_topic_aliases_do_not_outlive_the_connection() {
     let broker = TestBroker::start().await;
-    let connect = || {
-        Connect::new("alias-again")
-            .clean_start(false)
-            .session_expiry(30)
-    };
-    let mut client = Client::connected(broker.addr, connect()).await;
-    let alias = Props::new().two(id::TOPIC_ALIAS, 1);
-    client.publish("al/t", 1, 1, &alias, b"set").await;
-    client.publish("", 1, 2, &alias, b"used").await;
+    let connect = || Connect::resume("alias-again", 30);
+    let (mut client, _) = Client::connect(&broker, &connect()).await;
+    let alias = || Props::new().u16(TOPIC_ALIAS, 1);
+    client
+        .publish(&Publish::new("al/t", 1, b"set").props(alias()))
+        .await;
+    client
+        .publish(&Publish::new("", 1, b"used").pkid(2).props(alias()))
+        .await;
     client.disconnect().await;
-    let (mut client, ack) = Client::connect(broker.addr, connect()).await;
+    let (mut client, ack) = Client::connect(&broker, &connect()).await;
     assert!(ack.session_present);
     client
-        .send(&v5::publish("", 1, 3, false, &alias, b"stale"))
+        .send(&Publish::new("", 1, b"stale").pkid(3).props(alias()).bytes())
         .await;
     client.expect_disconnect_explained(0x82).await;
     broker.stop().await;
@@ -330,20 +316,18 @@ async fn inbound_topic_aliases_do_not_outlive_the_connection() {
 
 /// MQTT 5.0 §3.14.2.2.3 [MQTT-3.14.2-3]: the server leaves the Reason String off a
 /// DISCONNECT that it would make larger than the client's Maximum Packet Size, and
-/// still sends the reason code.
+/// still sends the reason code. The CONNACK fits too [MQTT-3.1.2-24]: the client checks
+/// every packet against the limit it announced; the CONNACK leaves out the properties
+/// whose absence says the same ("… Available" = 1) to fit.
 #[tokio::test]
 async fn disconnect_stays_within_the_clients_maximum_packet_size() {
     let broker = TestBroker::start().await;
-    let connect = Connect::new("tiny").props(Props::new().four(id::MAXIMUM_PACKET_SIZE, 16));
-    let mut client = Client::connected(broker.addr, connect).await;
-    client.send(&v5::auth(0x19, &Props::new())).await;
-    let frame = client.recv_frame().await.expect("a DISCONNECT");
-    assert!(frame.len() <= 16, "{} bytes: {frame:02x?}", frame.len());
-    match v5::decode(&frame).unwrap() {
-        Packet::Disconnect(d) => assert_eq!(d.reason, 0x82, "{d:?}"),
-        other => panic!("expected DISCONNECT, got {other:?}"),
-    }
-    client.expect_closed().await;
+    let (mut client, connack) =
+        Client::connect(&broker, &Connect::new("tiny").maximum_packet_size(16)).await;
+    assert_eq!(connack.reason, SUCCESS);
+    client.send(&auth(0x19, &Props::new())).await;
+    let d = client.expect_disconnect(0x82).await;
+    assert!(d.raw.len() <= 16, "{} bytes: {d:?}", d.raw.len());
     broker.stop().await;
 }
 
@@ -352,9 +336,9 @@ async fn disconnect_stays_within_the_clients_maximum_packet_size() {
 #[tokio::test]
 async fn subscription_identifier_zero_disconnects_with_0x82() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "sid0").await;
-    let props = Props::new().var(id::SUBSCRIPTION_IDENTIFIER, 0);
-    client.send(&v5::subscribe(1, &props, &[("s/#", 0)])).await;
+    let mut client = Client::new(&broker, "sid0").await;
+    let props = Props::new().varint(SUBSCRIPTION_IDENTIFIER, 0);
+    client.send(&subscribe(1, &props, &[("s/#", 0)])).await;
     client.expect_disconnect(0x82).await;
     broker.stop().await;
 }
@@ -364,11 +348,11 @@ async fn subscription_identifier_zero_disconnects_with_0x82() {
 #[tokio::test]
 async fn two_subscription_identifiers_in_subscribe_disconnect_with_0x82() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "sid2").await;
+    let mut client = Client::new(&broker, "sid2").await;
     let props = Props::new()
-        .var(id::SUBSCRIPTION_IDENTIFIER, 1)
-        .var(id::SUBSCRIPTION_IDENTIFIER, 2);
-    client.send(&v5::subscribe(1, &props, &[("s/#", 0)])).await;
+        .varint(SUBSCRIPTION_IDENTIFIER, 1)
+        .varint(SUBSCRIPTION_IDENTIFIER, 2);
+    client.send(&subscribe(1, &props, &[("s/#", 0)])).await;
     client.expect_disconnect(0x82).await;
     broker.stop().await;
 }
@@ -378,12 +362,13 @@ async fn two_subscription_identifiers_in_subscribe_disconnect_with_0x82() {
 #[tokio::test]
 async fn retain_handling_3_disconnects_with_0x82() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "rh3").await;
+    let mut client = Client::new(&broker, "rh3").await;
+    // Retain Handling 3: both of its bits set.
     client
-        .send(&v5::subscribe(
+        .send(&subscribe(
             1,
             &Props::new(),
-            &[("s/#", retain_handling(3))],
+            &[("s/#", RETAIN_HANDLING_NEW | RETAIN_HANDLING_NEVER)],
         ))
         .await;
     client.expect_disconnect(0x82).await;
@@ -395,9 +380,9 @@ async fn retain_handling_3_disconnects_with_0x82() {
 #[tokio::test]
 async fn reserved_subscription_option_bits_disconnect_with_0x81() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "reserved-bits").await;
+    let mut client = Client::new(&broker, "reserved-bits").await;
     client
-        .send(&v5::subscribe(1, &Props::new(), &[("s/#", 0x40 | 1)]))
+        .send(&subscribe(1, &Props::new(), &[("s/#", 0x40 | 1)]))
         .await;
     client.expect_disconnect(0x81).await;
     broker.stop().await;
@@ -408,10 +393,8 @@ async fn reserved_subscription_option_bits_disconnect_with_0x81() {
 #[tokio::test]
 async fn publish_to_a_wildcard_topic_disconnects_with_0x90() {
     let broker = TestBroker::start().await;
-    let mut client = Client::simple(broker.addr, "wild-pub").await;
-    client
-        .send(&v5::publish("a/+/c", 0, 0, false, &Props::new(), b"m"))
-        .await;
+    let mut client = Client::new(&broker, "wild-pub").await;
+    client.send(&Publish::new("a/+/c", 0, b"m").bytes()).await;
     client.expect_disconnect(0x90).await;
     broker.stop().await;
 }
@@ -432,9 +415,9 @@ async fn mqtt_3_1_1_connections_are_closed_without_disconnect() {
     big.send(&crate::common::frame(0x30, &body)).await;
     assert_eq!(big.recv_frame().await, None, "closed without DISCONNECT");
 
-    let mut v5_big = Client::simple(broker.addr, "v5-big").await;
+    let mut v5_big = Client::new(&broker, "v5-big").await;
     v5_big
-        .send(&v5::publish("t", 0, 0, false, &Props::new(), &[b'x'; 200]))
+        .send(&Publish::new("t", 0, &[b'x'; 200]).bytes())
         .await;
     v5_big.expect_disconnect(0x95).await;
     broker.stop().await;

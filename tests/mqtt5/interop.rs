@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 use crate::common::{tools, TestBroker, WAIT};
-use crate::v5::{id, Client, Props};
+use crate::v5::{Client, Publish, TOPIC_ALIAS};
 
 /// A rumqttc MQTT 5.0 client whose event loop runs in a task.
 struct Rumqttc {
@@ -188,13 +188,11 @@ impl MosquittoSub {
             probe,
             _child: child,
         };
-        let mut prober = Client::simple(broker.addr, &format!("prober-{client_id}")).await;
+        let mut prober = Client::new(broker, &format!("prober-{client_id}")).await;
         let marker = format!("MSG|{}|", sub.probe);
         timeout(WAIT, async {
             loop {
-                prober
-                    .publish(&sub.probe, 0, 0, &Props::new(), b"probe")
-                    .await;
+                prober.publish(&Publish::new(&sub.probe, 0, b"probe")).await;
                 let line = timeout(Duration::from_millis(100), sub.lines.next_line()).await;
                 if let Ok(line) = line {
                     let line = line.unwrap().expect("mosquitto_sub runs on");
@@ -487,13 +485,13 @@ async fn rumqttc_v5_follows_outbound_topic_aliases() {
     })
     .await;
     subscriber.subscribe("ta/#", RQoS::AtLeastOnce, None).await;
-    let mut publisher = Client::simple(broker.addr, "ta-pub").await;
+    let mut publisher = Client::new(&broker, "ta-pub").await;
     let mut seen = Vec::new();
     for round in 0..2 {
         for topic in ["ta/one", "ta/two"] {
             let payload = format!("{topic}-{round}");
             publisher
-                .publish(topic, 1, 1, &Props::new(), payload.as_bytes())
+                .publish(&Publish::new(topic, 1, payload.as_bytes()))
                 .await;
             let got = subscriber.next().await;
             assert_eq!(&got.topic[..], topic.as_bytes(), "{got:?}");
@@ -514,8 +512,8 @@ async fn mosquitto_pub_v5_topic_alias_is_resolved() {
         return;
     };
     let broker = TestBroker::start().await;
-    let mut subscriber = Client::simple(broker.addr, "tp-sub").await;
-    subscriber.subscribe(1, "tp/#", 1).await;
+    let mut subscriber = Client::new(&broker, "tp-sub").await;
+    subscriber.subscribe(1, &[("tp/#", 1)]).await;
     let mut publisher = mosquitto(&pub_tool, &broker);
     publisher.args([
         "-V",
@@ -533,9 +531,9 @@ async fn mosquitto_pub_v5_topic_alias_is_resolved() {
     run_tool(publisher, b"first\nsecond\nthird\n").await;
     for payload in ["first", "second", "third"] {
         let got = subscriber
-            .expect_message("tp/aliased", payload.as_bytes())
+            .expect_and_complete("tp/aliased", payload.as_bytes())
             .await;
-        assert!(got.props.get(id::TOPIC_ALIAS).is_none(), "{got:?}");
+        assert!(got.props.get(TOPIC_ALIAS).is_none(), "{got:?}");
     }
     broker.stop().await;
 }

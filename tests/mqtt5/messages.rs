@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use mqttbytes::QoS as Qos3;
 
 use crate::common::{field, frame, TestBroker};
-use crate::v5::{id, Client, Connect, Props, Will};
-use crate::QUIET;
+use crate::v5::*;
 
 /// MQTT 5.0 §3.3.2.3.3 [MQTT-3.3.2-5]: a message whose Message Expiry Interval passes
 /// while it waits for an offline subscriber is not delivered; one still within it is,
@@ -15,20 +14,27 @@ use crate::QUIET;
 #[tokio::test]
 async fn queued_message_expires_before_delivery() {
     let broker = TestBroker::start().await;
-    let connect = || Connect::new("late").clean_start(false).session_expiry(60);
-    let mut client = Client::connected(broker.addr, connect()).await;
-    assert_eq!(client.subscribe(1, "exp/#", 1).await, 0x01);
+    let connect = || Connect::resume("late", 60);
+    let (mut client, _) = Client::connect(&broker, &connect()).await;
+    assert_eq!(client.subscribe(1, &[("exp/#", 1)]).await, [0x01]);
     client.disconnect().await;
-    let mut publisher = Client::simple(broker.addr, "exp-pub").await;
-    let short = Props::new().four(id::MESSAGE_EXPIRY_INTERVAL, 1);
-    let long = Props::new().four(id::MESSAGE_EXPIRY_INTERVAL, 60);
-    publisher.publish("exp/short", 1, 1, &short, b"stale").await;
-    publisher.publish("exp/long", 1, 2, &long, b"fresh").await;
+    let mut publisher = Client::new(&broker, "exp-pub").await;
+    let expiry = |secs| Props::new().u32(MESSAGE_EXPIRY_INTERVAL, secs);
+    publisher
+        .publish(&Publish::new("exp/short", 1, b"stale").props(expiry(1)))
+        .await;
+    publisher
+        .publish(
+            &Publish::new("exp/long", 1, b"fresh")
+                .pkid(2)
+                .props(expiry(60)),
+        )
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (mut back, ack) = Client::connect(broker.addr, connect()).await;
+    let (mut back, ack) = Client::connect(&broker, &connect()).await;
     assert!(ack.session_present);
-    let got = back.expect_message("exp/long", b"fresh").await;
-    let left = got.props.four_of(id::MESSAGE_EXPIRY_INTERVAL);
+    let got = back.expect_and_complete("exp/long", b"fresh").await;
+    let left = got.props.u32(MESSAGE_EXPIRY_INTERVAL);
     assert!(
         matches!(left, Some(58..=59)),
         "60 s less the ~1.5 s waited, rounded up: {got:?}"
@@ -43,20 +49,20 @@ async fn queued_message_expires_before_delivery() {
 #[tokio::test]
 async fn delivered_message_carries_its_expiry_interval() {
     let broker = TestBroker::start().await;
-    let mut subscriber = Client::simple(broker.addr, "exp-live").await;
-    subscriber.subscribe(1, "live/#", 1).await;
-    let mut publisher = Client::simple(broker.addr, "exp-live-pub").await;
-    let props = Props::new().four(id::MESSAGE_EXPIRY_INTERVAL, 60);
-    publisher.publish("live/a", 1, 1, &props, b"a").await;
-    publisher.publish("live/b", 1, 2, &Props::new(), b"b").await;
-    let a = subscriber.expect_message("live/a", b"a").await;
-    assert_eq!(
-        a.props.four_of(id::MESSAGE_EXPIRY_INTERVAL),
-        Some(60),
-        "{a:?}"
-    );
-    let b = subscriber.expect_message("live/b", b"b").await;
-    assert!(b.props.get(id::MESSAGE_EXPIRY_INTERVAL).is_none(), "{b:?}");
+    let mut subscriber = Client::new(&broker, "exp-live").await;
+    subscriber.subscribe(1, &[("live/#", 1)]).await;
+    let mut publisher = Client::new(&broker, "exp-live-pub").await;
+    let props = Props::new().u32(MESSAGE_EXPIRY_INTERVAL, 60);
+    publisher
+        .publish(&Publish::new("live/a", 1, b"a").props(props))
+        .await;
+    publisher
+        .publish(&Publish::new("live/b", 1, b"b").pkid(2))
+        .await;
+    let a = subscriber.expect_and_complete("live/a", b"a").await;
+    assert_eq!(a.props.u32(MESSAGE_EXPIRY_INTERVAL), Some(60), "{a:?}");
+    let b = subscriber.expect_and_complete("live/b", b"b").await;
+    assert!(b.props.get(MESSAGE_EXPIRY_INTERVAL).is_none(), "{b:?}");
     broker.stop().await;
 }
 
@@ -65,19 +71,19 @@ async fn delivered_message_carries_its_expiry_interval() {
 #[tokio::test]
 async fn retained_message_expires() {
     let broker = TestBroker::start().await;
-    let mut publisher = Client::simple(broker.addr, "ret-exp-pub").await;
-    let props = Props::new().four(id::MESSAGE_EXPIRY_INTERVAL, 1);
+    let mut publisher = Client::new(&broker, "ret-exp-pub").await;
+    let props = Props::new().u32(MESSAGE_EXPIRY_INTERVAL, 1);
     publisher
-        .publish_retain("ret/exp", 1, 1, true, &props, b"brief")
+        .publish(&Publish::new("ret/exp", 1, b"brief").retain().props(props))
         .await;
-    let mut early = Client::simple(broker.addr, "ret-early").await;
-    early.subscribe(1, "ret/#", 1).await;
-    let got = early.expect_message("ret/exp", b"brief").await;
+    let mut early = Client::new(&broker, "ret-early").await;
+    early.subscribe(1, &[("ret/#", 1)]).await;
+    let got = early.expect_and_complete("ret/exp", b"brief").await;
     assert!(got.retain);
-    assert_eq!(got.props.four_of(id::MESSAGE_EXPIRY_INTERVAL), Some(1));
+    assert_eq!(got.props.u32(MESSAGE_EXPIRY_INTERVAL), Some(1));
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let mut late = Client::simple(broker.addr, "ret-late").await;
-    late.subscribe(1, "ret/#", 1).await;
+    let mut late = Client::new(&broker, "ret-late").await;
+    late.subscribe(1, &[("ret/#", 1)]).await;
     late.expect_nothing(QUIET).await;
     broker.stop().await;
 }
@@ -88,34 +94,31 @@ async fn retained_message_expires() {
 #[tokio::test]
 async fn will_carries_its_properties() {
     let broker = TestBroker::start().await;
-    let mut watcher = Client::simple(broker.addr, "will-props-watch").await;
-    watcher.subscribe(1, "status/#", 1).await;
+    let mut watcher = Client::new(&broker, "will-props-watch").await;
+    watcher.subscribe(1, &[("status/#", 1)]).await;
     let will_props = Props::new()
-        .byte(id::PAYLOAD_FORMAT_INDICATOR, 1)
-        .str(id::CONTENT_TYPE, "text/plain")
-        .str(id::RESPONSE_TOPIC, "status/replies")
-        .bin(id::CORRELATION_DATA, &[0, 1, 2, 255])
-        .four(id::MESSAGE_EXPIRY_INTERVAL, 60)
+        .byte(PAYLOAD_FORMAT_INDICATOR, 1)
+        .str(CONTENT_TYPE, "text/plain")
+        .str(RESPONSE_TOPIC, "status/replies")
+        .bin(CORRELATION_DATA, &[0, 1, 2, 255])
+        .u32(MESSAGE_EXPIRY_INTERVAL, 60)
         .user("reason", "crash")
         .user("host", "a")
         .user("reason", "again");
-    let mut client = Client::connected(
-        broker.addr,
-        Connect::new("mortal").will(Will::new("status/mortal", b"offline", 1).props(will_props)),
-    )
-    .await;
-    client.close_write().await;
-    client.expect_closed().await;
-    let will = watcher.expect_message("status/mortal", b"offline").await;
+    let will = Will::new("status/mortal", b"offline")
+        .qos(1)
+        .props(will_props);
+    let (client, _) = Client::connect(&broker, &Connect::new("mortal").will(will)).await;
+    client.drop_connection().await;
+    let will = watcher
+        .expect_and_complete("status/mortal", b"offline")
+        .await;
     let p = &will.props;
-    assert_eq!(p.byte_of(id::PAYLOAD_FORMAT_INDICATOR), Some(1), "{p:?}");
-    assert_eq!(p.str_of(id::CONTENT_TYPE), Some("text/plain"));
-    assert_eq!(p.str_of(id::RESPONSE_TOPIC), Some("status/replies"));
-    assert_eq!(p.bin_of(id::CORRELATION_DATA), Some(&[0u8, 1, 2, 255][..]));
-    assert!(matches!(
-        p.four_of(id::MESSAGE_EXPIRY_INTERVAL),
-        Some(59..=60)
-    ));
+    assert_eq!(p.byte(PAYLOAD_FORMAT_INDICATOR), Some(1), "{p:?}");
+    assert_eq!(p.str(CONTENT_TYPE), Some("text/plain"));
+    assert_eq!(p.str(RESPONSE_TOPIC), Some("status/replies"));
+    assert_eq!(p.bin(CORRELATION_DATA), Some(&[0u8, 1, 2, 255][..]));
+    assert!(matches!(p.u32(MESSAGE_EXPIRY_INTERVAL), Some(59..=60)));
     assert_eq!(
         p.users(),
         [
@@ -124,7 +127,7 @@ async fn will_carries_its_properties() {
             ("reason".into(), "again".into())
         ]
     );
-    assert!(p.get(id::WILL_DELAY_INTERVAL).is_none(), "{p:?}");
+    assert!(p.get(WILL_DELAY_INTERVAL).is_none(), "{p:?}");
     broker.stop().await;
 }
 
@@ -133,20 +136,15 @@ async fn will_carries_its_properties() {
 #[tokio::test]
 async fn will_is_published_after_its_delay() {
     let broker = TestBroker::start().await;
-    let mut watcher = Client::simple(broker.addr, "delay-watch").await;
-    watcher.subscribe(1, "delayed/#", 1).await;
-    let will =
-        Will::new("delayed/a", b"late", 1).props(Props::new().four(id::WILL_DELAY_INTERVAL, 1));
-    let mut client = Client::connected(
-        broker.addr,
-        Connect::new("delayer").session_expiry(30).will(will),
-    )
-    .await;
-    client.close_write().await;
-    client.expect_closed().await;
+    let mut watcher = Client::new(&broker, "delay-watch").await;
+    watcher.subscribe(1, &[("delayed/#", 1)]).await;
+    let will = Will::new("delayed/a", b"late").qos(1).delay(1);
+    let (client, _) =
+        Client::connect(&broker, &Connect::new("delayer").expiry(30).will(will)).await;
+    client.drop_connection().await;
     let lost = Instant::now();
     watcher.expect_nothing(Duration::from_millis(700)).await;
-    watcher.expect_message("delayed/a", b"late").await;
+    watcher.expect_and_complete("delayed/a", b"late").await;
     let after = lost.elapsed();
     assert!(
         after >= Duration::from_millis(950) && after < Duration::from_secs(3),
@@ -160,21 +158,16 @@ async fn will_is_published_after_its_delay() {
 #[tokio::test]
 async fn reconnecting_within_the_will_delay_cancels_the_will() {
     let broker = TestBroker::start().await;
-    let mut watcher = Client::simple(broker.addr, "cancel-watch").await;
-    watcher.subscribe(1, "cancel/#", 1).await;
+    let mut watcher = Client::new(&broker, "cancel-watch").await;
+    watcher.subscribe(1, &[("cancel/#", 1)]).await;
     let connect = || {
-        let will =
-            Will::new("cancel/a", b"never", 1).props(Props::new().four(id::WILL_DELAY_INTERVAL, 1));
-        Connect::new("returner")
-            .clean_start(false)
-            .session_expiry(30)
-            .will(will)
+        let will = Will::new("cancel/a", b"never").qos(1).delay(1);
+        Connect::resume("returner", 30).will(will)
     };
-    let mut client = Client::connected(broker.addr, connect()).await;
-    client.close_write().await;
-    client.expect_closed().await;
+    let (client, _) = Client::connect(&broker, &connect()).await;
+    client.drop_connection().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (back, ack) = Client::connect(broker.addr, connect()).await;
+    let (back, ack) = Client::connect(&broker, &connect()).await;
     assert!(ack.session_present, "{ack:?}");
     watcher.expect_nothing(Duration::from_millis(1800)).await;
     // The new connection's will is discarded by a normal DISCONNECT.
@@ -189,13 +182,11 @@ async fn reconnecting_within_the_will_delay_cancels_the_will() {
 #[tokio::test]
 async fn will_is_published_at_once_when_the_session_ends_before_its_delay() {
     let broker = TestBroker::start().await;
-    let mut watcher = Client::simple(broker.addr, "end-watch").await;
-    watcher.subscribe(1, "ending/#", 1).await;
-    let will =
-        Will::new("ending/a", b"now", 1).props(Props::new().four(id::WILL_DELAY_INTERVAL, 10));
-    let mut client = Client::connected(broker.addr, Connect::new("ender").will(will)).await;
-    client.close_write().await;
-    client.expect_closed().await;
+    let mut watcher = Client::new(&broker, "end-watch").await;
+    watcher.subscribe(1, &[("ending/#", 1)]).await;
+    let will = Will::new("ending/a", b"now").qos(1).delay(10);
+    let (client, _) = Client::connect(&broker, &Connect::new("ender").will(will)).await;
+    client.drop_connection().await;
     let got = tokio::time::timeout(Duration::from_secs(1), watcher.expect_publish())
         .await
         .expect("the will within a second, not after its 10 s delay");
@@ -212,33 +203,38 @@ async fn will_is_published_at_once_when_the_session_ends_before_its_delay() {
 #[tokio::test]
 async fn publish_properties_reach_the_subscriber_unchanged() {
     let broker = TestBroker::start().await;
-    let mut subscriber = Client::simple(broker.addr, "props-sub").await;
-    subscriber.subscribe(1, "req/#", 2).await;
-    let mut publisher = Client::simple(broker.addr, "props-pub").await;
+    let mut subscriber = Client::new(&broker, "props-sub").await;
+    subscriber.subscribe(1, &[("req/#", 2)]).await;
+    let mut publisher = Client::new(&broker, "props-pub").await;
+    let users = [("k", "v1"), ("k", "v2"), ("empty", ""), ("ünï", "cödé")];
     let props = Props::new()
-        .byte(id::PAYLOAD_FORMAT_INDICATOR, 1)
-        .str(id::CONTENT_TYPE, "application/json")
-        .str(id::RESPONSE_TOPIC, "resp/client-7")
-        .bin(id::CORRELATION_DATA, b"\x00corr\xff")
-        .user("k", "v1")
-        .user("k", "v2")
-        .user("empty", "")
-        .user("ünï", "cödé");
+        .byte(PAYLOAD_FORMAT_INDICATOR, 1)
+        .str(CONTENT_TYPE, "application/json")
+        .str(RESPONSE_TOPIC, "resp/client-7")
+        .bin(CORRELATION_DATA, b"\x00corr\xff");
+    let props = users.iter().fold(props, |props, (k, v)| props.user(k, v));
     for (qos, pkid) in [(0u8, 0u16), (1, 1), (2, 2)] {
         publisher
-            .publish("req/x", qos, pkid, &props, b"{\"a\":1}")
+            .publish(
+                &Publish::new("req/x", qos, b"{\"a\":1}")
+                    .pkid(pkid)
+                    .props(props.clone()),
+            )
             .await;
-        let got = subscriber.expect_message("req/x", b"{\"a\":1}").await;
+        let got = subscriber.expect_and_complete("req/x", b"{\"a\":1}").await;
         assert_eq!(got.qos, qos);
         let p = &got.props;
-        assert_eq!(p.byte_of(id::PAYLOAD_FORMAT_INDICATOR), Some(1), "{p:?}");
-        assert_eq!(p.str_of(id::CONTENT_TYPE), Some("application/json"));
-        assert_eq!(p.str_of(id::RESPONSE_TOPIC), Some("resp/client-7"));
-        assert_eq!(p.bin_of(id::CORRELATION_DATA), Some(&b"\x00corr\xff"[..]));
-        assert_eq!(p.users(), props.users());
-        assert!(p.get(id::MESSAGE_EXPIRY_INTERVAL).is_none());
+        assert_eq!(p.byte(PAYLOAD_FORMAT_INDICATOR), Some(1), "{p:?}");
+        assert_eq!(p.str(CONTENT_TYPE), Some("application/json"));
+        assert_eq!(p.str(RESPONSE_TOPIC), Some("resp/client-7"));
+        assert_eq!(p.bin(CORRELATION_DATA), Some(&b"\x00corr\xff"[..]));
+        assert_eq!(
+            p.users(),
+            users.map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert!(p.get(MESSAGE_EXPIRY_INTERVAL).is_none());
         assert!(
-            p.get(id::TOPIC_ALIAS).is_none(),
+            p.get(TOPIC_ALIAS).is_none(),
             "the subscriber allowed no alias"
         );
     }
@@ -252,12 +248,14 @@ async fn mqtt_3_1_1_subscriber_gets_a_5_0_message_without_properties() {
     let broker = TestBroker::start().await;
     let mut subscriber = broker.client("v311-sub", true).await;
     subscriber.subscribe(1, "mix/#", Qos3::AtMostOnce).await;
-    let mut publisher = Client::simple(broker.addr, "v5-pub").await;
+    let mut publisher = Client::new(&broker, "v5-pub").await;
     let props = Props::new()
-        .str(id::CONTENT_TYPE, "text/plain")
+        .str(CONTENT_TYPE, "text/plain")
         .user("k", "v")
-        .four(id::MESSAGE_EXPIRY_INTERVAL, 30);
-    publisher.publish("mix/a", 1, 1, &props, b"hello").await;
+        .u32(MESSAGE_EXPIRY_INTERVAL, 30);
+    publisher
+        .publish(&Publish::new("mix/a", 1, b"hello").props(props))
+        .await;
     let mut expected = field(b"mix/a");
     expected.extend_from_slice(b"hello");
     assert_eq!(subscriber.recv_frame().await, Some(frame(0x30, &expected)));
@@ -269,13 +267,13 @@ async fn mqtt_3_1_1_subscriber_gets_a_5_0_message_without_properties() {
 #[tokio::test]
 async fn mqtt_5_subscriber_gets_a_3_1_1_message_without_properties() {
     let broker = TestBroker::start().await;
-    let mut subscriber = Client::simple(broker.addr, "v5-sub").await;
-    subscriber.subscribe(1, "mix/#", 1).await;
+    let mut subscriber = Client::new(&broker, "v5-sub").await;
+    subscriber.subscribe(1, &[("mix/#", 1)]).await;
     let mut publisher = broker.client("v311-pub", true).await;
     publisher
         .publish("mix/b", Qos3::AtLeastOnce, b"from 3.1.1", false, 4)
         .await;
-    let got = subscriber.expect_message("mix/b", b"from 3.1.1").await;
+    let got = subscriber.expect_and_complete("mix/b", b"from 3.1.1").await;
     assert_eq!(got.qos, 1);
     assert!(got.props.is_empty(), "{got:?}");
     broker.stop().await;
@@ -287,20 +285,14 @@ async fn mqtt_5_subscriber_gets_a_3_1_1_message_without_properties() {
 #[tokio::test]
 async fn will_is_published_when_the_session_expires_before_its_delay() {
     let broker = TestBroker::start().await;
-    let mut watcher = Client::simple(broker.addr, "expiry-watch").await;
-    watcher.subscribe(1, "expiring/#", 1).await;
-    let will =
-        Will::new("expiring/a", b"ended", 1).props(Props::new().four(id::WILL_DELAY_INTERVAL, 10));
-    let mut client = Client::connected(
-        broker.addr,
-        Connect::new("expirer").session_expiry(1).will(will),
-    )
-    .await;
-    client.close_write().await;
-    client.expect_closed().await;
+    let mut watcher = Client::new(&broker, "expiry-watch").await;
+    watcher.subscribe(1, &[("expiring/#", 1)]).await;
+    let will = Will::new("expiring/a", b"ended").qos(1).delay(10);
+    let (client, _) = Client::connect(&broker, &Connect::new("expirer").expiry(1).will(will)).await;
+    client.drop_connection().await;
     let lost = Instant::now();
     watcher.expect_nothing(Duration::from_millis(600)).await;
-    watcher.expect_message("expiring/a", b"ended").await;
+    watcher.expect_and_complete("expiring/a", b"ended").await;
     let after = lost.elapsed();
     assert!(after < Duration::from_secs(4), "will after {after:?}");
     broker.stop().await;
@@ -311,28 +303,31 @@ async fn will_is_published_when_the_session_expires_before_its_delay() {
 #[tokio::test]
 async fn retained_message_keeps_its_properties() {
     let broker = TestBroker::start().await;
-    let mut publisher = Client::simple(broker.addr, "ret-props-pub").await;
+    let mut publisher = Client::new(&broker, "ret-props-pub").await;
+    let users = [("unit", "celsius"), ("unit", "kelvin")];
     let props = Props::new()
-        .byte(id::PAYLOAD_FORMAT_INDICATOR, 1)
-        .str(id::CONTENT_TYPE, "text/csv")
-        .str(id::RESPONSE_TOPIC, "ret/answers")
-        .bin(id::CORRELATION_DATA, b"42")
-        .user("unit", "celsius")
-        .user("unit", "kelvin");
+        .byte(PAYLOAD_FORMAT_INDICATOR, 1)
+        .str(CONTENT_TYPE, "text/csv")
+        .str(RESPONSE_TOPIC, "ret/answers")
+        .bin(CORRELATION_DATA, b"42");
+    let props = users.iter().fold(props, |props, (k, v)| props.user(k, v));
     publisher
-        .publish_retain("ret/props", 2, 1, true, &props, b"21.5")
+        .publish(&Publish::new("ret/props", 2, b"21.5").retain().props(props))
         .await;
     publisher.disconnect().await;
-    let mut late = Client::simple(broker.addr, "ret-props-sub").await;
-    late.subscribe(1, "ret/#", 2).await;
-    let got = late.expect_message("ret/props", b"21.5").await;
+    let mut late = Client::new(&broker, "ret-props-sub").await;
+    late.subscribe(1, &[("ret/#", 2)]).await;
+    let got = late.expect_and_complete("ret/props", b"21.5").await;
     assert!(got.retain);
     let p = &got.props;
-    assert_eq!(p.byte_of(id::PAYLOAD_FORMAT_INDICATOR), Some(1), "{p:?}");
-    assert_eq!(p.str_of(id::CONTENT_TYPE), Some("text/csv"));
-    assert_eq!(p.str_of(id::RESPONSE_TOPIC), Some("ret/answers"));
-    assert_eq!(p.bin_of(id::CORRELATION_DATA), Some(&b"42"[..]));
-    assert_eq!(p.users(), props.users());
+    assert_eq!(p.byte(PAYLOAD_FORMAT_INDICATOR), Some(1), "{p:?}");
+    assert_eq!(p.str(CONTENT_TYPE), Some("text/csv"));
+    assert_eq!(p.str(RESPONSE_TOPIC), Some("ret/answers"));
+    assert_eq!(p.bin(CORRELATION_DATA), Some(&b"42"[..]));
+    assert_eq!(
+        p.users(),
+        users.map(|(k, v)| (k.to_string(), v.to_string()))
+    );
     broker.stop().await;
 }
 
@@ -343,19 +338,15 @@ async fn retained_message_keeps_its_properties() {
 #[tokio::test]
 async fn will_expiry_interval_runs_from_its_publication() {
     let broker = TestBroker::start().await;
-    let mut watcher = Client::simple(broker.addr, "will-exp-watch").await;
-    watcher.subscribe(1, "wexp/#", 1).await;
-    let will =
-        Will::new("wexp/a", b"later", 1).props(Props::new().four(id::MESSAGE_EXPIRY_INTERVAL, 1));
-    let mut client = Client::connected(broker.addr, Connect::new("long-lived").will(will)).await;
+    let mut watcher = Client::new(&broker, "will-exp-watch").await;
+    watcher.subscribe(1, &[("wexp/#", 1)]).await;
+    let will = Will::new("wexp/a", b"later")
+        .qos(1)
+        .props(Props::new().u32(MESSAGE_EXPIRY_INTERVAL, 1));
+    let (client, _) = Client::connect(&broker, &Connect::new("long-lived").will(will)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    client.close_write().await;
-    client.expect_closed().await;
-    let got = watcher.expect_message("wexp/a", b"later").await;
-    assert_eq!(
-        got.props.four_of(id::MESSAGE_EXPIRY_INTERVAL),
-        Some(1),
-        "{got:?}"
-    );
+    client.drop_connection().await;
+    let got = watcher.expect_and_complete("wexp/a", b"later").await;
+    assert_eq!(got.props.u32(MESSAGE_EXPIRY_INTERVAL), Some(1), "{got:?}");
     broker.stop().await;
 }

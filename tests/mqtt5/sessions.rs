@@ -6,13 +6,12 @@ use std::time::Duration;
 use mqttbytes::QoS as Qos3;
 
 use crate::common::TestBroker;
-use crate::v5::{self, id, Client, Connect, Packet, Props, Will};
-use crate::QUIET;
+use crate::v5::*;
 
 /// A watcher subscribed to `filter` at QoS 1.
 async fn watcher(broker: &TestBroker, client_id: &str, filter: &str) -> Client {
-    let mut watcher = Client::simple(broker.addr, client_id).await;
-    assert_eq!(watcher.subscribe(1, filter, 1).await, 0x01);
+    let mut watcher = Client::new(broker, client_id).await;
+    assert_eq!(watcher.subscribe(1, &[(filter, 1)]).await, [0x01]);
     watcher
 }
 
@@ -22,9 +21,9 @@ async fn watcher(broker: &TestBroker, client_id: &str, filter: &str) -> Client {
 async fn normal_disconnect_discards_the_will() {
     let broker = TestBroker::start().await;
     let mut watcher = watcher(&broker, "w-normal", "will/#").await;
-    let client = Client::connected(
-        broker.addr,
-        Connect::new("leaver").will(Will::new("will/leaver", b"gone", 1)),
+    let (client, _) = Client::connect(
+        &broker,
+        &Connect::new("leaver").will(Will::new("will/leaver", b"gone").qos(1)),
     )
     .await;
     client.disconnect().await;
@@ -38,13 +37,15 @@ async fn normal_disconnect_discards_the_will() {
 async fn disconnect_with_will_message_publishes_the_will() {
     let broker = TestBroker::start().await;
     let mut watcher = watcher(&broker, "w-04", "will/#").await;
-    let client = Client::connected(
-        broker.addr,
-        Connect::new("leaver04").will(Will::new("will/leaver04", b"as asked", 1)),
-    )
-    .await;
-    client.disconnect_with(0x04, &Props::new()).await;
-    watcher.expect_message("will/leaver04", b"as asked").await;
+    let will = Will::new("will/leaver04", b"as asked").qos(1);
+    let (mut client, _) = Client::connect(&broker, &Connect::new("leaver04").will(will)).await;
+    client
+        .send(&disconnect(DISCONNECT_WITH_WILL, &Props::new()))
+        .await;
+    client.expect_closed().await;
+    watcher
+        .expect_and_complete("will/leaver04", b"as asked")
+        .await;
     broker.stop().await;
 }
 
@@ -55,25 +56,21 @@ async fn disconnect_with_will_message_publishes_the_will() {
 async fn disconnect_raising_session_expiry_from_zero_is_a_protocol_error() {
     let broker = TestBroker::start().await;
     let mut watcher = watcher(&broker, "w-raise", "will/#").await;
-    let mut client = Client::connected(
-        broker.addr,
-        Connect::new("raiser").will(Will::new("will/raiser", b"raised", 1)),
+    let (mut client, _) = Client::connect(
+        &broker,
+        &Connect::new("raiser").will(Will::new("will/raiser", b"raised").qos(1)),
     )
     .await;
     client
-        .send(&v5::disconnect(
+        .send(&disconnect(
             0x00,
-            &Props::new().four(id::SESSION_EXPIRY_INTERVAL, 30),
+            &Props::new().u32(SESSION_EXPIRY_INTERVAL, 30),
         ))
         .await;
     client.expect_disconnect_explained(0x82).await;
-    watcher.expect_message("will/raiser", b"raised").await;
+    watcher.expect_and_complete("will/raiser", b"raised").await;
     // And the session did not outlive the connection.
-    let (_back, ack) = Client::connect(
-        broker.addr,
-        Connect::new("raiser").clean_start(false).session_expiry(30),
-    )
-    .await;
+    let (_back, ack) = Client::connect(&broker, &Connect::resume("raiser", 30)).await;
     assert!(!ack.session_present, "{ack:?}");
     broker.stop().await;
 }
@@ -83,27 +80,15 @@ async fn disconnect_raising_session_expiry_from_zero_is_a_protocol_error() {
 #[tokio::test]
 async fn disconnect_with_session_expiry_zero_ends_the_session_now() {
     let broker = TestBroker::start().await;
-    let mut client = Client::connected(
-        broker.addr,
-        Connect::new("shortened")
-            .clean_start(false)
-            .session_expiry(600),
-    )
-    .await;
-    assert_eq!(client.subscribe(1, "sh/t", 1).await, 0x01);
-    client
-        .disconnect_with(0x00, &Props::new().four(id::SESSION_EXPIRY_INTERVAL, 0))
-        .await;
-    let (mut back, ack) = Client::connect(
-        broker.addr,
-        Connect::new("shortened")
-            .clean_start(false)
-            .session_expiry(600),
-    )
-    .await;
+    let (mut client, _) = Client::connect(&broker, &Connect::resume("shortened", 600)).await;
+    assert_eq!(client.subscribe(1, &[("sh/t", 1)]).await, [0x01]);
+    let expiry = Props::new().u32(SESSION_EXPIRY_INTERVAL, 0);
+    client.send(&disconnect(0x00, &expiry)).await;
+    client.expect_closed().await;
+    let (mut back, ack) = Client::connect(&broker, &Connect::resume("shortened", 600)).await;
     assert!(!ack.session_present, "{ack:?}");
-    let mut publisher = Client::simple(broker.addr, "shortened-pub").await;
-    publisher.publish("sh/t", 1, 1, &Props::new(), b"x").await;
+    let mut publisher = Client::new(&broker, "shortened-pub").await;
+    publisher.publish(&Publish::new("sh/t", 1, b"x")).await;
     back.expect_nothing(QUIET).await;
     broker.stop().await;
 }
@@ -114,31 +99,17 @@ async fn disconnect_with_session_expiry_zero_ends_the_session_now() {
 #[tokio::test]
 async fn disconnect_with_session_expiry_extends_the_session() {
     let broker = TestBroker::start().await;
-    let mut client = Client::connected(
-        broker.addr,
-        Connect::new("extended")
-            .clean_start(false)
-            .session_expiry(1),
-    )
-    .await;
-    assert_eq!(client.subscribe(1, "ext/t", 1).await, 0x01);
-    client
-        .disconnect_with(0x00, &Props::new().four(id::SESSION_EXPIRY_INTERVAL, 60))
-        .await;
+    let (mut client, _) = Client::connect(&broker, &Connect::resume("extended", 1)).await;
+    assert_eq!(client.subscribe(1, &[("ext/t", 1)]).await, [0x01]);
+    let expiry = Props::new().u32(SESSION_EXPIRY_INTERVAL, 60);
+    client.send(&disconnect(0x00, &expiry)).await;
+    client.expect_closed().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut publisher = Client::simple(broker.addr, "extended-pub").await;
-    publisher
-        .publish("ext/t", 1, 1, &Props::new(), b"kept")
-        .await;
-    let (mut back, ack) = Client::connect(
-        broker.addr,
-        Connect::new("extended")
-            .clean_start(false)
-            .session_expiry(60),
-    )
-    .await;
+    let mut publisher = Client::new(&broker, "extended-pub").await;
+    publisher.publish(&Publish::new("ext/t", 1, b"kept")).await;
+    let (mut back, ack) = Client::connect(&broker, &Connect::resume("extended", 60)).await;
     assert!(ack.session_present, "{ack:?}");
-    back.expect_message("ext/t", b"kept").await;
+    back.expect_and_complete("ext/t", b"kept").await;
     broker.stop().await;
 }
 
@@ -148,15 +119,13 @@ async fn disconnect_with_session_expiry_extends_the_session() {
 #[tokio::test]
 async fn session_without_expiry_ends_with_the_connection() {
     let broker = TestBroker::start().await;
-    let mut client =
-        Client::connected(broker.addr, Connect::new("ephemeral").clean_start(false)).await;
-    assert_eq!(client.subscribe(1, "eph/t", 1).await, 0x01);
+    let (mut client, _) = Client::connect(&broker, &Connect::new("ephemeral").clean(false)).await;
+    assert_eq!(client.subscribe(1, &[("eph/t", 1)]).await, [0x01]);
     client.disconnect().await;
-    let (mut back, ack) =
-        Client::connect(broker.addr, Connect::new("ephemeral").clean_start(false)).await;
+    let (mut back, ack) = Client::connect(&broker, &Connect::new("ephemeral").clean(false)).await;
     assert!(!ack.session_present, "{ack:?}");
-    let mut publisher = Client::simple(broker.addr, "ephemeral-pub").await;
-    publisher.publish("eph/t", 1, 1, &Props::new(), b"x").await;
+    let mut publisher = Client::new(&broker, "ephemeral-pub").await;
+    publisher.publish(&Publish::new("eph/t", 1, b"x")).await;
     back.expect_nothing(QUIET).await;
     broker.stop().await;
 }
@@ -167,26 +136,22 @@ async fn session_without_expiry_ends_with_the_connection() {
 #[tokio::test]
 async fn session_lives_for_its_expiry_interval_and_queues_messages() {
     let broker = TestBroker::start().await;
-    let connect = || Connect::new("lasting").clean_start(false).session_expiry(3);
-    let mut client = Client::connected(broker.addr, connect()).await;
-    assert_eq!(client.subscribe(1, "last/#", 2).await, 0x02);
+    let connect = || Connect::resume("lasting", 3);
+    let (mut client, _) = Client::connect(&broker, &connect()).await;
+    assert_eq!(client.subscribe(1, &[("last/#", 2)]).await, [0x02]);
     client.disconnect().await;
-    let mut publisher = Client::simple(broker.addr, "lasting-pub").await;
+    let mut publisher = Client::new(&broker, "lasting-pub").await;
+    publisher.publish(&Publish::new("last/1", 1, b"one")).await;
     publisher
-        .publish("last/1", 1, 1, &Props::new(), b"one")
+        .publish(&Publish::new("last/2", 2, b"two").pkid(2))
         .await;
-    publisher
-        .publish("last/2", 2, 2, &Props::new(), b"two")
-        .await;
-    publisher
-        .publish("last/0", 0, 0, &Props::new(), b"zero")
-        .await;
+    publisher.publish(&Publish::new("last/0", 0, b"zero")).await;
     publisher.ping().await;
-    let (mut back, ack) = Client::connect(broker.addr, connect()).await;
+    let (mut back, ack) = Client::connect(&broker, &connect()).await;
     assert!(ack.session_present, "{ack:?}");
-    let first = back.expect_message("last/1", b"one").await;
+    let first = back.expect_and_complete("last/1", b"one").await;
     assert_eq!(first.qos, 1);
-    let second = back.expect_message("last/2", b"two").await;
+    let second = back.expect_and_complete("last/2", b"two").await;
     assert_eq!(second.qos, 2);
     broker.stop().await;
 }
@@ -196,24 +161,20 @@ async fn session_lives_for_its_expiry_interval_and_queues_messages() {
 #[tokio::test]
 async fn session_vanishes_after_its_expiry_interval() {
     let broker = TestBroker::start().await;
-    let connect = || {
-        Connect::new("fleeting")
-            .clean_start(false)
-            .session_expiry(1)
-    };
-    let mut client = Client::connected(broker.addr, connect()).await;
-    assert_eq!(client.subscribe(1, "fleet/#", 1).await, 0x01);
+    let connect = || Connect::resume("fleeting", 1);
+    let (mut client, _) = Client::connect(&broker, &connect()).await;
+    assert_eq!(client.subscribe(1, &[("fleet/#", 1)]).await, [0x01]);
     client.disconnect().await;
-    let mut publisher = Client::simple(broker.addr, "fleeting-pub").await;
+    let mut publisher = Client::new(&broker, "fleeting-pub").await;
     publisher
-        .publish("fleet/1", 1, 1, &Props::new(), b"lost")
+        .publish(&Publish::new("fleet/1", 1, b"lost"))
         .await;
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let (mut back, ack) = Client::connect(broker.addr, connect()).await;
+    let (mut back, ack) = Client::connect(&broker, &connect()).await;
     assert!(!ack.session_present, "{ack:?}");
     back.expect_nothing(QUIET).await;
     publisher
-        .publish("fleet/2", 1, 2, &Props::new(), b"x")
+        .publish(&Publish::new("fleet/2", 1, b"x").pkid(2))
         .await;
     back.expect_nothing(QUIET).await;
     broker.stop().await;
@@ -225,15 +186,11 @@ async fn session_vanishes_after_its_expiry_interval() {
 #[tokio::test]
 async fn never_expiring_sessions_outlive_short_ones() {
     let broker = TestBroker::start().await;
-    let forever = || {
-        Connect::new("forever")
-            .clean_start(false)
-            .session_expiry(u32::MAX)
-    };
-    let short = || Connect::new("short").clean_start(false).session_expiry(1);
+    let forever = || Connect::resume("forever", u32::MAX);
+    let short = || Connect::resume("short", 1);
     for connect in [forever(), short()] {
-        let mut client = Client::connected(broker.addr, connect).await;
-        assert_eq!(client.subscribe(1, "never/t", 1).await, 0x01);
+        let (mut client, _) = Client::connect(&broker, &connect).await;
+        assert_eq!(client.subscribe(1, &[("never/t", 1)]).await, [0x01]);
         client.disconnect().await;
     }
     let mut v311 = broker.client("forever311", false).await;
@@ -241,19 +198,19 @@ async fn never_expiring_sessions_outlive_short_ones() {
     v311.disconnect().await;
     tokio::time::sleep(Duration::from_millis(1600)).await;
 
-    let (mut back, ack) = Client::connect(broker.addr, forever()).await;
+    let (mut back, ack) = Client::connect(&broker, &forever()).await;
     assert!(ack.session_present, "0xFFFFFFFF: {ack:?}");
-    let (_short, ack) = Client::connect(broker.addr, short()).await;
+    let (_short, ack) = Client::connect(&broker, &short()).await;
     assert!(!ack.session_present, "1 s: {ack:?}");
     let mut v311 = broker.raw().await;
     let ack = v311.connect("forever311", false).await;
     assert!(ack.session_present, "3.1.1 clean session 0: {ack:?}");
 
-    let mut publisher = Client::simple(broker.addr, "never-pub").await;
+    let mut publisher = Client::new(&broker, "never-pub").await;
     publisher
-        .publish("never/t", 1, 1, &Props::new(), b"still")
+        .publish(&Publish::new("never/t", 1, b"still"))
         .await;
-    back.expect_message("never/t", b"still").await;
+    back.expect_and_complete("never/t", b"still").await;
     let got = v311.expect_publish().await;
     assert_eq!(&got.payload[..], b"still");
     broker.stop().await;
@@ -266,14 +223,16 @@ async fn never_expiring_sessions_outlive_short_ones() {
 async fn a_taken_over_connection_has_its_will_published() {
     let broker = TestBroker::start().await;
     let mut watcher = watcher(&broker, "w-takeover", "will/#").await;
-    let mut old = Client::connected(
-        broker.addr,
-        Connect::new("usurped").will(Will::new("will/usurped", b"replaced", 1)),
+    let (mut old, _) = Client::connect(
+        &broker,
+        &Connect::new("usurped").will(Will::new("will/usurped", b"replaced").qos(1)),
     )
     .await;
-    let _new = Client::simple(broker.addr, "usurped").await;
+    let _new = Client::new(&broker, "usurped").await;
     old.expect_disconnect(0x8E).await;
-    watcher.expect_message("will/usurped", b"replaced").await;
+    watcher
+        .expect_and_complete("will/usurped", b"replaced")
+        .await;
     broker.stop().await;
 }
 
@@ -284,16 +243,10 @@ async fn a_taken_over_connection_has_its_will_published() {
 async fn a_takeover_within_the_will_delay_keeps_the_will_unpublished() {
     let broker = TestBroker::start().await;
     let mut watcher = watcher(&broker, "w-takeover-delay", "will/#").await;
-    let will =
-        Will::new("will/resumed", b"no", 1).props(Props::new().four(id::WILL_DELAY_INTERVAL, 1));
-    let connect = || {
-        Connect::new("resumed")
-            .clean_start(false)
-            .session_expiry(30)
-            .will(will.clone())
-    };
-    let mut old = Client::connected(broker.addr, connect()).await;
-    let (_new, ack) = Client::connect(broker.addr, connect()).await;
+    let will = Will::new("will/resumed", b"no").qos(1).delay(1);
+    let connect = || Connect::resume("resumed", 30).will(will.clone());
+    let (mut old, _) = Client::connect(&broker, &connect()).await;
+    let (_new, ack) = Client::connect(&broker, &connect()).await;
     assert!(ack.session_present, "{ack:?}");
     old.expect_disconnect(0x8E).await;
     watcher.expect_nothing(Duration::from_millis(1500)).await;
@@ -306,24 +259,21 @@ async fn a_takeover_within_the_will_delay_keeps_the_will_unpublished() {
 #[tokio::test]
 async fn unacknowledged_messages_are_sent_again_with_dup_and_properties() {
     let broker = TestBroker::start().await;
-    let connect = || {
-        Connect::new("forgetful")
-            .clean_start(false)
-            .session_expiry(30)
-    };
-    let mut client = Client::connected(broker.addr, connect()).await;
-    client.subscribe(1, "again/#", 1).await;
-    let mut publisher = Client::simple(broker.addr, "forgetful-pub").await;
+    let connect = || Connect::resume("forgetful", 30);
+    let (mut client, _) = Client::connect(&broker, &connect()).await;
+    client.subscribe(1, &[("again/#", 1)]).await;
+    let mut publisher = Client::new(&broker, "forgetful-pub").await;
     let props = Props::new()
-        .str(id::CONTENT_TYPE, "text/plain")
+        .str(CONTENT_TYPE, "text/plain")
         .user("try", "1");
-    publisher.publish("again/x", 1, 1, &props, b"once").await;
+    publisher
+        .publish(&Publish::new("again/x", 1, b"once").props(props))
+        .await;
     let first = client.expect_publish().await;
     assert!(!first.dup);
-    client.close_write().await;
-    client.expect_closed().await;
+    client.drop_connection().await;
 
-    let (mut back, ack) = Client::connect(broker.addr, connect()).await;
+    let (mut back, ack) = Client::connect(&broker, &connect()).await;
     assert!(ack.session_present);
     let again = back.expect_publish().await;
     assert_eq!(
@@ -335,8 +285,8 @@ async fn unacknowledged_messages_are_sent_again_with_dup_and_properties() {
         (again.topic.as_str(), &again.payload[..]),
         ("again/x", &b"once"[..])
     );
-    assert_eq!(again.props.str_of(id::CONTENT_TYPE), Some("text/plain"));
-    assert_eq!(again.props.users(), props.users());
+    assert_eq!(again.props.str(CONTENT_TYPE), Some("text/plain"));
+    assert_eq!(again.props.users(), [("try".to_string(), "1".to_string())]);
     back.complete(&again).await;
     back.expect_nothing(QUIET).await;
     broker.stop().await;
@@ -347,33 +297,21 @@ async fn unacknowledged_messages_are_sent_again_with_dup_and_properties() {
 #[tokio::test]
 async fn an_outgoing_qos2_exchange_resumes_with_pubrel() {
     let broker = TestBroker::start().await;
-    let connect = || {
-        Connect::new("half-done")
-            .clean_start(false)
-            .session_expiry(30)
-    };
-    let mut client = Client::connected(broker.addr, connect()).await;
-    client.subscribe(1, "half/#", 2).await;
-    let mut publisher = Client::simple(broker.addr, "half-done-pub").await;
-    publisher
-        .publish("half/t", 2, 1, &Props::new(), b"once")
-        .await;
-    let p = client.expect_publish().await;
-    client.send(&v5::pubrec(p.pkid)).await;
-    match client.expect().await {
-        Packet::PubRel(rel) => assert_eq!(rel.pkid, p.pkid),
-        other => panic!("expected PUBREL, got {other:?}"),
-    }
-    client.close_write().await;
-    client.expect_closed().await;
+    let connect = || Connect::resume("half-done", 30);
+    let (mut client, _) = Client::connect(&broker, &connect()).await;
+    client.subscribe(1, &[("half/#", 2)]).await;
+    let mut publisher = Client::new(&broker, "half-done-pub").await;
+    publisher.publish(&Publish::new("half/t", 2, b"once")).await;
+    let pkid = client.expect_publish().await.pkid.expect("QoS 2");
+    client.send(&ack(PUBREC, pkid)).await;
+    client.expect_ack(PUBREL, pkid).await;
+    client.drop_connection().await;
 
-    let (mut back, ack) = Client::connect(broker.addr, connect()).await;
-    assert!(ack.session_present);
-    match back.expect().await {
-        Packet::PubRel(rel) => assert_eq!((rel.pkid, rel.reason), (p.pkid, 0)),
-        other => panic!("expected PUBREL again, got {other:?}"),
-    }
-    back.send(&v5::pubcomp(p.pkid)).await;
+    let (mut back, connack) = Client::connect(&broker, &connect()).await;
+    assert!(connack.session_present);
+    let rel = back.expect_ack(PUBREL, pkid).await;
+    assert_eq!(rel.reason, 0x00, "PUBREL again: {rel:?}");
+    back.send(&ack(PUBCOMP, pkid)).await;
     back.expect_nothing(QUIET).await;
     broker.stop().await;
 }
@@ -384,38 +322,25 @@ async fn an_outgoing_qos2_exchange_resumes_with_pubrel() {
 #[tokio::test]
 async fn an_incoming_qos2_message_resent_after_reconnection_is_delivered_once() {
     let broker = TestBroker::start().await;
-    let mut subscriber = Client::simple(broker.addr, "once-sub").await;
-    subscriber.subscribe(1, "once/#", 2).await;
-    let connect = || {
-        Connect::new("once-pub")
-            .clean_start(false)
-            .session_expiry(30)
-    };
-    let mut publisher = Client::connected(broker.addr, connect()).await;
+    let mut subscriber = Client::new(&broker, "once-sub").await;
+    subscriber.subscribe(1, &[("once/#", 2)]).await;
+    let connect = || Connect::resume("once-pub", 30);
+    let (mut publisher, _) = Client::connect(&broker, &connect()).await;
     publisher
-        .send(&v5::publish("once/t", 2, 7, false, &Props::new(), b"x"))
+        .send(&Publish::new("once/t", 2, b"x").pkid(7).bytes())
         .await;
-    match publisher.expect().await {
-        Packet::PubRec(rec) => assert_eq!(rec.pkid, 7),
-        other => panic!("expected PUBREC, got {other:?}"),
-    }
-    publisher.close_write().await;
-    publisher.expect_closed().await;
-    let (mut publisher, ack) = Client::connect(broker.addr, connect()).await;
-    assert!(ack.session_present);
-    let mut again = v5::publish("once/t", 2, 7, false, &Props::new(), b"x");
-    again[0] |= 0x08; // DUP
-    publisher.send(&again).await;
-    match publisher.expect().await {
-        Packet::PubRec(rec) => assert_eq!((rec.pkid, rec.reason), (7, 0)),
-        other => panic!("expected PUBREC, got {other:?}"),
-    }
-    publisher.send(&v5::pubrel(7)).await;
-    match publisher.expect().await {
-        Packet::PubComp(comp) => assert_eq!((comp.pkid, comp.reason), (7, 0)),
-        other => panic!("expected PUBCOMP, got {other:?}"),
-    }
-    subscriber.expect_message("once/t", b"x").await;
+    publisher.expect_ack(PUBREC, 7).await;
+    publisher.drop_connection().await;
+    let (mut publisher, connack) = Client::connect(&broker, &connect()).await;
+    assert!(connack.session_present);
+    let again = Publish::new("once/t", 2, b"x").pkid(7).dup();
+    publisher.send(&again.bytes()).await;
+    let rec = publisher.expect_ack(PUBREC, 7).await;
+    assert_eq!(rec.reason, 0x00, "{rec:?}");
+    publisher.send(&ack(PUBREL, 7)).await;
+    let comp = publisher.expect_ack(PUBCOMP, 7).await;
+    assert_eq!(comp.reason, 0x00, "{comp:?}");
+    subscriber.expect_and_complete("once/t", b"x").await;
     subscriber.expect_nothing(QUIET).await;
     broker.stop().await;
 }

@@ -7,8 +7,7 @@ use mqttbytes::v4;
 use mqttbytes::QoS as Qos3;
 
 use crate::common::{RawClient, TestBroker};
-use crate::v5::{self, id, Client, Connect, Packet, Props};
-use crate::QUIET;
+use crate::v5::*;
 
 /// Everything `client` receives until it has been quiet for [`QUIET`], each PUBLISH
 /// acknowledged: the payloads.
@@ -55,17 +54,20 @@ fn payloads(n: u8) -> BTreeSet<Vec<u8>> {
 #[tokio::test]
 async fn shared_subscription_gives_each_message_to_one_member_in_turn() {
     let broker = TestBroker::start().await;
-    let mut a = Client::simple(broker.addr, "member-a").await;
-    let mut b = Client::simple(broker.addr, "member-b").await;
+    let mut a = Client::new(&broker, "member-a").await;
+    let mut b = Client::new(&broker, "member-b").await;
     for member in [&mut a, &mut b] {
-        assert_eq!(member.subscribe(1, "$share/workers/jobs/#", 1).await, 0x01);
+        assert_eq!(
+            member.subscribe(1, &[("$share/workers/jobs/#", 1)]).await,
+            [0x01]
+        );
     }
-    let mut watcher = Client::simple(broker.addr, "jobs-watcher").await;
-    watcher.subscribe(1, "jobs/#", 1).await;
-    let mut publisher = Client::simple(broker.addr, "jobs-pub").await;
+    let mut watcher = Client::new(&broker, "jobs-watcher").await;
+    watcher.subscribe(1, &[("jobs/#", 1)]).await;
+    let mut publisher = Client::new(&broker, "jobs-pub").await;
     for i in 0..6u8 {
         publisher
-            .publish("jobs/new", 1, u16::from(i) + 1, &Props::new(), &[i])
+            .publish(&Publish::new("jobs/new", 1, &[i]).pkid(u16::from(i) + 1))
             .await;
     }
     let got_a = drain(&mut a).await;
@@ -88,13 +90,13 @@ async fn shared_subscription_gives_each_message_to_one_member_in_turn() {
 #[tokio::test]
 async fn each_group_gets_every_message() {
     let broker = TestBroker::start().await;
-    let mut g1 = Client::simple(broker.addr, "group1").await;
-    g1.subscribe(1, "$share/one/grp/+", 0).await;
-    let mut g2 = Client::simple(broker.addr, "group2").await;
-    g2.subscribe(1, "$share/two/grp/+", 0).await;
-    let mut publisher = Client::simple(broker.addr, "grp-pub").await;
+    let mut g1 = Client::new(&broker, "group1").await;
+    g1.subscribe(1, &[("$share/one/grp/+", 0)]).await;
+    let mut g2 = Client::new(&broker, "group2").await;
+    g2.subscribe(1, &[("$share/two/grp/+", 0)]).await;
+    let mut publisher = Client::new(&broker, "grp-pub").await;
     for i in 0..3u8 {
-        publisher.publish("grp/x", 0, 0, &Props::new(), &[i]).await;
+        publisher.publish(&Publish::new("grp/x", 0, &[i])).await;
     }
     assert_eq!(drain(&mut g1).await.len(), 3);
     assert_eq!(drain(&mut g2).await.len(), 3);
@@ -106,17 +108,17 @@ async fn each_group_gets_every_message() {
 #[tokio::test]
 async fn a_group_mixes_mqtt_3_1_1_and_5_0_members() {
     let broker = TestBroker::start().await;
-    let mut v5_member = Client::simple(broker.addr, "mixed-v5").await;
-    v5_member.subscribe(1, "$share/mixed/mx/#", 1).await;
+    let mut v5_member = Client::new(&broker, "mixed-v5").await;
+    v5_member.subscribe(1, &[("$share/mixed/mx/#", 1)]).await;
     let mut v3_member = broker.client("mixed-v311", true).await;
     let codes = v3_member
         .subscribe(1, "$share/mixed/mx/#", Qos3::AtLeastOnce)
         .await;
     assert_eq!(codes, [v4::SubscribeReasonCode::Success(Qos3::AtLeastOnce)]);
-    let mut publisher = Client::simple(broker.addr, "mixed-pub").await;
+    let mut publisher = Client::new(&broker, "mixed-pub").await;
     for i in 0..4u8 {
         publisher
-            .publish("mx/t", 1, u16::from(i) + 1, &Props::new(), &[i])
+            .publish(&Publish::new("mx/t", 1, &[i]).pkid(u16::from(i) + 1))
             .await;
     }
     let got_v5 = drain(&mut v5_member).await;
@@ -136,15 +138,15 @@ async fn a_group_mixes_mqtt_3_1_1_and_5_0_members() {
 #[tokio::test]
 async fn subscribing_to_a_shared_filter_sends_no_retained_messages() {
     let broker = TestBroker::start().await;
-    let mut publisher = Client::simple(broker.addr, "shr-pub").await;
+    let mut publisher = Client::new(&broker, "shr-pub").await;
     publisher
-        .publish_retain("shr/x", 1, 1, true, &Props::new(), b"old")
+        .publish(&Publish::new("shr/x", 1, b"old").retain())
         .await;
-    let mut member = Client::simple(broker.addr, "shr-member").await;
-    member.subscribe(1, "$share/g/shr/#", 1).await;
+    let mut member = Client::new(&broker, "shr-member").await;
+    member.subscribe(1, &[("$share/g/shr/#", 1)]).await;
     member.expect_nothing(QUIET).await;
-    member.subscribe(2, "shr/#", 1).await;
-    assert!(member.expect_message("shr/x", b"old").await.retain);
+    member.subscribe(2, &[("shr/#", 1)]).await;
+    assert!(member.expect_and_complete("shr/x", b"old").await.retain);
     broker.stop().await;
 }
 
@@ -153,21 +155,21 @@ async fn subscribing_to_a_shared_filter_sends_no_retained_messages() {
 #[tokio::test]
 async fn shared_messages_prefer_online_members() {
     let broker = TestBroker::start().await;
-    let connect = || Connect::new("away").clean_start(false).session_expiry(60);
-    let mut away = Client::connected(broker.addr, connect()).await;
-    away.subscribe(1, "$share/g/po/#", 1).await;
+    let connect = || Connect::resume("away", 60);
+    let (mut away, _) = Client::connect(&broker, &connect()).await;
+    away.subscribe(1, &[("$share/g/po/#", 1)]).await;
     away.disconnect().await;
-    let mut here = Client::simple(broker.addr, "here").await;
-    here.subscribe(1, "$share/g/po/#", 1).await;
-    let mut publisher = Client::simple(broker.addr, "po-pub").await;
+    let mut here = Client::new(&broker, "here").await;
+    here.subscribe(1, &[("$share/g/po/#", 1)]).await;
+    let mut publisher = Client::new(&broker, "po-pub").await;
     for i in 0..4u8 {
         publisher
-            .publish("po/t", 1, u16::from(i) + 1, &Props::new(), &[i])
+            .publish(&Publish::new("po/t", 1, &[i]).pkid(u16::from(i) + 1))
             .await;
     }
     let got = drain(&mut here).await;
     assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), payloads(4));
-    let (mut back, ack) = Client::connect(broker.addr, connect()).await;
+    let (mut back, ack) = Client::connect(&broker, &connect()).await;
     assert!(ack.session_present);
     back.expect_nothing(QUIET).await;
     broker.stop().await;
@@ -176,10 +178,10 @@ async fn shared_messages_prefer_online_members() {
 /// Publishes payloads 0..n at QoS 1 on `topic` and returns once each is acknowledged,
 /// so each has been routed.
 async fn publish_n(broker: &TestBroker, topic: &str, n: u8) {
-    let mut publisher = Client::simple(broker.addr, &format!("pub-{topic}")).await;
+    let mut publisher = Client::new(broker, &format!("pub-{topic}")).await;
     for i in 0..n {
         publisher
-            .publish(topic, 1, u16::from(i) + 1, &Props::new(), &[i])
+            .publish(&Publish::new(topic, 1, &[i]).pkid(u16::from(i) + 1))
             .await;
     }
     publisher.disconnect().await;
@@ -207,15 +209,14 @@ async fn collect_until(client: &mut Client, got: &mut BTreeSet<Vec<u8>>, all: &B
 async fn shared_messages_of_a_member_whose_session_ends_go_to_another() {
     let broker = TestBroker::start().await;
     // Receive Maximum 1: one message in flight, the rest of its share waiting.
-    let connect = Connect::new("quitter").props(Props::new().two(id::RECEIVE_MAXIMUM, 1));
-    let mut quitter = Client::connected(broker.addr, connect).await;
-    quitter.subscribe(1, "$share/g/dp/#", 1).await;
-    let mut stayer = Client::simple(broker.addr, "stayer").await;
-    stayer.subscribe(1, "$share/g/dp/#", 1).await;
+    let connect = Connect::new("quitter").receive_maximum(1);
+    let (mut quitter, _) = Client::connect(&broker, &connect).await;
+    quitter.subscribe(1, &[("$share/g/dp/#", 1)]).await;
+    let mut stayer = Client::new(&broker, "stayer").await;
+    stayer.subscribe(1, &[("$share/g/dp/#", 1)]).await;
     publish_n(&broker, "dp/t", 6).await;
     let held = quitter.expect_publish().await;
-    quitter.close_write().await;
-    quitter.expect_closed().await;
+    quitter.drop_connection().await;
 
     let all = payloads(6);
     let mut got = BTreeSet::new();
@@ -230,21 +231,14 @@ async fn shared_messages_of_a_member_whose_session_ends_go_to_another() {
 #[tokio::test]
 async fn shared_messages_queued_for_a_disconnected_member_go_to_another() {
     let broker = TestBroker::start().await;
-    let connect = || {
-        Connect::new("napper").clean_start(false).props(
-            Props::new()
-                .four(id::SESSION_EXPIRY_INTERVAL, 60)
-                .two(id::RECEIVE_MAXIMUM, 1),
-        )
-    };
-    let mut napper = Client::connected(broker.addr, connect()).await;
-    napper.subscribe(1, "$share/g/nap/#", 1).await;
-    let mut worker = Client::simple(broker.addr, "worker").await;
-    worker.subscribe(1, "$share/g/nap/#", 1).await;
+    let connect = || Connect::resume("napper", 60).receive_maximum(1);
+    let (mut napper, _) = Client::connect(&broker, &connect()).await;
+    napper.subscribe(1, &[("$share/g/nap/#", 1)]).await;
+    let mut worker = Client::new(&broker, "worker").await;
+    worker.subscribe(1, &[("$share/g/nap/#", 1)]).await;
     publish_n(&broker, "nap/t", 6).await;
     let held = napper.expect_publish().await;
-    napper.close_write().await;
-    napper.expect_closed().await;
+    napper.drop_connection().await;
 
     let all = payloads(6);
     let mut got = BTreeSet::new();
@@ -256,7 +250,7 @@ async fn shared_messages_queued_for_a_disconnected_member_go_to_another() {
         "worker got {got:?}, napper held {held:?}"
     );
 
-    let (mut back, ack) = Client::connect(broker.addr, connect()).await;
+    let (mut back, ack) = Client::connect(&broker, &connect()).await;
     assert!(ack.session_present);
     if !got.contains(&held.payload) {
         let again = back.expect_publish().await;
@@ -274,26 +268,20 @@ async fn shared_messages_queued_for_a_disconnected_member_go_to_another() {
 #[tokio::test]
 async fn shared_subscription_identifier_and_unsubscribe() {
     let broker = TestBroker::start().await;
-    let mut member = Client::simple(broker.addr, "sid-member").await;
-    let props = Props::new().var(id::SUBSCRIPTION_IDENTIFIER, 9);
-    let ack = member
-        .subscribe_with(1, &props, &[("$share/g/sid/#", 1)])
-        .await;
-    assert_eq!(ack.codes, [0x01]);
-    let mut publisher = Client::simple(broker.addr, "sid-share-pub").await;
-    publisher.publish("sid/x", 1, 1, &Props::new(), b"x").await;
-    let got = member.expect_message("sid/x", b"x").await;
-    assert_eq!(got.props.sub_ids(), [9], "{got:?}");
+    let mut member = Client::new(&broker, "sid-member").await;
+    let code = member.subscribe_id(1, 9, "$share/g/sid/#", 1).await;
+    assert_eq!(code, 0x01);
+    let mut publisher = Client::new(&broker, "sid-share-pub").await;
+    publisher.publish(&Publish::new("sid/x", 1, b"x")).await;
+    let got = member.expect_and_complete("sid/x", b"x").await;
+    assert_eq!(got.props.subscription_ids(), [9], "{got:?}");
     for (pkid, code) in [(2u16, 0x00u8), (3, 0x11)] {
-        member
-            .send(&v5::unsubscribe(pkid, &["$share/g/sid/#"]))
-            .await;
-        match member.expect().await {
-            Packet::UnsubAck(ack) => assert_eq!(ack.codes, [code], "{ack:?}"),
-            other => panic!("expected UNSUBACK, got {other:?}"),
-        }
+        let codes = member.unsubscribe(pkid, &["$share/g/sid/#"]).await;
+        assert_eq!(codes, [code]);
     }
-    publisher.publish("sid/x", 1, 2, &Props::new(), b"y").await;
+    publisher
+        .publish(&Publish::new("sid/x", 1, b"y").pkid(2))
+        .await;
     member.expect_nothing(QUIET).await;
     broker.stop().await;
 }
