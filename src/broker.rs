@@ -21,7 +21,9 @@ use crate::message::{Message, Will};
 use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 use crate::retained::RetainedStore;
 use crate::router::{Matched, Subscriber, Subscription, SubscriptionTree};
-use crate::session::{Attachment, Kick, Offer, QueueLimits, Queued, Session, SessionExpiry};
+use crate::session::{
+    Attachment, DelayedWill, Kick, Offer, QueueLimits, Queued, Session, SessionExpiry,
+};
 use crate::storage::{Change, Storage, StorageError};
 use crate::topic::{level_count, TopicFilter};
 
@@ -373,8 +375,7 @@ impl Broker {
             return;
         }
         let at = Instant::now() + delay;
-        state.delayed_will = Some(Box::new(will));
-        state.delayed_will_at = Some(at);
+        state.delayed_will = Some(Box::new(DelayedWill { will, due: at }));
         drop(state);
         self.at(at, session, Broker::publish_delayed_will);
     }
@@ -384,12 +385,14 @@ impl Broker {
         let will = {
             let mut state = session.lock();
             let due = !state.is_connected()
-                && state.delayed_will_at.is_some_and(|at| at <= Instant::now());
+                && state
+                    .delayed_will
+                    .as_ref()
+                    .is_some_and(|delayed| delayed.due <= Instant::now());
             if !due {
                 return;
             }
-            state.delayed_will_at = None;
-            state.delayed_will.take()
+            state.delayed_will.take().map(|delayed| delayed.will)
         };
         if let Some(will) = will {
             debug!(client = %session.client_id, topic = %will.message.topic, "publishing delayed will");
@@ -406,7 +409,7 @@ impl Broker {
         state.closed = true;
         self.room_made();
         let handed_over = state.take_shared(true);
-        let will = state.delayed_will.take();
+        let will = state.delayed_will.take().map(|delayed| delayed.will);
         {
             let mut tree = write(&self.subscriptions);
             for filter in state.subscriptions.keys() {

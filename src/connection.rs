@@ -211,7 +211,8 @@ where
         Box::pin(open(handshake, &mut link)).await;
         if let Some(link) = &mut link {
             let close = link.run().await;
-            link.close(close).await;
+            // Boxed: its timers would otherwise be sized into every connection's task.
+            Box::pin(link.close(close)).await;
         }
     }
 }
@@ -344,7 +345,7 @@ where
     };
     let link = link.insert(Link {
         stream,
-        peer,
+        peer: Box::new(peer),
         input,
         output: BytesMut::new(),
         decoder,
@@ -354,7 +355,7 @@ where
         will,
         keep_alive: agreed.keep_alive,
         window: u16::try_from(window).unwrap_or(u16::MAX),
-        expiry_at_connect: expiry,
+        expiry_was_none: expiry == SessionExpiry::NONE,
         connection_id,
         paused: None,
         sizing: ReadSizing::default(),
@@ -595,7 +596,8 @@ enum Step {
 /// An established connection: its stream and buffers, and the protocol on top.
 struct Link<S> {
     stream: S,
-    peer: SocketAddr,
+    /// Boxed: only logs read it, and an idle connection's task is to stay small.
+    peer: Box<SocketAddr>,
     input: BytesMut,
     output: BytesMut,
     decoder: Decoder,
@@ -609,8 +611,8 @@ struct Link<S> {
     /// QoS 1/2 messages sent to the client and not yet acknowledged: the server's
     /// limit, or the client's Receive Maximum if lower.
     window: u16,
-    /// The session expiry the CONNECT set: a DISCONNECT may not raise it from 0.
-    expiry_at_connect: SessionExpiry,
+    /// The CONNECT set no session expiry: a DISCONNECT may not set one.
+    expiry_was_none: bool,
     /// This connection's id, to tell whether the session is still attached to it.
     connection_id: u64,
     /// Set while this client's QoS 1/2 messages have taken a queue beyond its limits:
@@ -740,7 +742,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// Logs why the connection ended, tells an MQTT 5.0 client why where there is a
     /// reason code for it, publishes the will where due, detaches and closes.
     async fn close(&mut self, close: Close) {
-        let (peer, client_id) = (self.peer, &self.session.client_id);
+        let (peer, client_id) = (*self.peer, &self.session.client_id);
         match &close {
             Close::Disconnect { .. } | Close::PeerClosed | Close::Shutdown | Close::TakenOver => {
                 info!(%peer, client = %client_id, reason = %close, "client disconnected")
@@ -944,7 +946,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 if let Some(secs) = disconnect.properties.session_expiry_interval {
                     // MQTT-3.14.2-2: a session that was to end with the connection
                     // cannot be kept by its DISCONNECT.
-                    if self.expiry_at_connect == SessionExpiry::NONE && secs != 0 {
+                    if self.expiry_was_none && secs != 0 {
                         return Err(Close::protocol(
                             ReasonCode::PROTOCOL_ERROR,
                             "DISCONNECT sets a Session Expiry Interval after CONNECT set none",

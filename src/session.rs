@@ -55,6 +55,12 @@ pub struct Attachment {
     deadline: Option<Instant>,
 }
 
+/// A will waiting for its delay.
+pub struct DelayedWill {
+    pub will: Will,
+    pub due: Instant,
+}
+
 /// Why a connection is ended from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kick {
@@ -131,9 +137,7 @@ pub struct SessionState {
     pub expires_at: Option<Instant>,
     /// A will whose Will Delay Interval has not yet passed: published when it has, or
     /// when the session ends first; dropped if the client reconnects.
-    pub delayed_will: Option<Box<Will>>,
-    /// When the delayed will is due.
-    pub delayed_will_at: Option<Instant>,
+    pub delayed_will: Option<Box<DelayedWill>>,
     /// The session has ended (discarded by a clean-session connection or a takeover);
     /// a connection that still holds it must not add subscriptions or record changes.
     pub closed: bool,
@@ -215,7 +219,6 @@ impl Session {
                 expiry,
                 expires_at: None,
                 delayed_will: None,
-                delayed_will_at: None,
                 closed: false,
                 attachment: None,
                 subscriptions: HashMap::new(),
