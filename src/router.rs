@@ -162,33 +162,36 @@ impl SubscriptionTree {
     /// session with matching plain subscriptions (those with No Local skipped for the
     /// publisher), and one per matching shared group.
     pub fn matches(&self, topic: &TopicName, publisher: Option<&str>) -> Vec<Matched> {
-        let mut plain: Vec<&Subscriber> = Vec::new();
-        let mut found = Vec::new();
+        let mut found: Vec<Matched> = Vec::new();
+        // Allocated only where shared groups match.
+        let mut shared: Vec<Matched> = Vec::new();
         collect(&self.root, topic.levels(), topic.is_system(), &mut |node| {
-            plain.extend(node.value.plain.values().filter(|s| {
-                !(s.subscription.no_local && publisher == Some(&*s.session.client_id))
-            }));
+            let plain =
+                node.value.plain.values().filter(|s| {
+                    !(s.subscription.no_local && publisher == Some(&*s.session.client_id))
+                });
+            found.extend(plain.map(Matched::from));
             for group in node.value.shared.values() {
                 if let Some(member) = group.choose(None) {
                     let mut matched = Matched::from(member);
                     matched.share = Some(group.filter.clone());
-                    found.push(matched);
+                    shared.push(matched);
                 }
             }
         });
-        // One delivery a session. By session identity, not client id: a session that was
-        // replaced under the same client id must never shadow the live one.
-        plain.sort_unstable_by_key(|s| Arc::as_ptr(&s.session));
-        for subscriber in plain {
-            match found.last_mut() {
-                Some(last)
-                    if last.share.is_none() && Arc::ptr_eq(&last.session, &subscriber.session) =>
-                {
-                    last.merge(&subscriber.subscription)
+        if found.len() > 1 {
+            // One delivery a session. By session identity, not client id: a session that
+            // was replaced under the same client id must never shadow the live one.
+            found.sort_unstable_by_key(|m| Arc::as_ptr(&m.session));
+            found.dedup_by(|later, kept| {
+                let same = Arc::ptr_eq(&later.session, &kept.session);
+                if same {
+                    kept.merge(later);
                 }
-                _ => found.push(Matched::from(subscriber)),
-            }
+                same
+            });
         }
+        found.append(&mut shared);
         found
     }
 
@@ -220,11 +223,10 @@ impl From<&Subscriber> for Matched {
 
 impl Matched {
     /// Adds another matching subscription of the same session.
-    fn merge(&mut self, subscription: &Subscription) {
-        self.qos = self.qos.max(subscription.qos);
-        self.retain_as_published |= subscription.retain_as_published;
-        self.subscription_ids
-            .extend(subscription.id.map(NonZeroU32::get));
+    fn merge(&mut self, other: &mut Matched) {
+        self.qos = self.qos.max(other.qos);
+        self.retain_as_published |= other.retain_as_published;
+        self.subscription_ids.append(&mut other.subscription_ids);
     }
 }
 

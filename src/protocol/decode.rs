@@ -161,7 +161,8 @@ impl Decoder {
         let mut frame = buf.split_to(size).freeze();
         frame.advance(header_len);
         let mut packet = decode_body(first >> 4, first & 0x0f, frame, self.version)?;
-        if let Packet::Publish(publish) = &mut packet {
+        // Only MQTT 5.0 has topic aliases (and empty topic names).
+        if let (ProtocolVersion::V5, Packet::Publish(publish)) = (self.version, &mut packet) {
             self.resolve_alias(publish)?;
         }
         Ok(Some(packet))
