@@ -22,12 +22,12 @@ use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 use crate::retained::RetainedStore;
 use crate::router::{Matched, Subscriber, Subscription, SubscriptionTree};
 use crate::session::{
-    Attachment, DelayedWill, Kick, Offer, QueueLimits, Queued, Session, SessionExpiry,
+    Attachment, DelayedWill, Kick, Offer, QueueLimits, Queued, Session, SessionExpiry, SessionState,
 };
 use crate::storage::{Change, Storage, StorageError};
 use crate::topic::{level_count, TopicFilter};
 
-/// The longest single sleep of a session-expiry or will-delay timer.
+/// The longest single sleep of a session's timer.
 const LONGEST_TIMER_STEP: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Broker {
@@ -312,33 +312,79 @@ impl Broker {
         if state.expiry != SessionExpiry::NEVER {
             let at = Instant::now() + Duration::from_secs(u64::from(state.expiry.0));
             state.expires_at = Some(at);
-            self.at(at, session, Broker::expire);
+            self.arm_timer(session, &mut state, at);
         }
         drop(state);
         drop(sessions);
         self.hand_over(session, handed_over);
     }
 
-    /// Runs `action` on `session` at `at`, unless the broker or the session is gone by
-    /// then. The action checks that it is still due: the session may have moved on.
-    fn at(
-        self: &Arc<Self>,
-        at: Instant,
-        session: &Arc<Session>,
-        action: fn(&Arc<Broker>, &Arc<Session>),
-    ) {
+    /// Makes sure the session's timer looks at it by `at`. One task a session sleeps
+    /// until the earliest of its deadlines (session expiry, delayed will), so that a
+    /// client reconnecting in a loop does not pile up timers: a new task is started only
+    /// for a deadline earlier than the one armed, and the one it supersedes ends when it
+    /// wakes. The task holds only weak references.
+    fn arm_timer(self: &Arc<Self>, session: &Arc<Session>, state: &mut SessionState, at: Instant) {
+        if state.timer.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        state.timer = Some(at);
         let (broker, session) = (Arc::downgrade(self), Arc::downgrade(session));
         tokio::spawn(async move {
-            // In steps: tokio's timer does not reach years ahead (intervals may be
-            // up to 136 years).
-            while Instant::now() < at {
-                let step = at.min(Instant::now() + LONGEST_TIMER_STEP);
-                tokio::time::sleep_until(step.into()).await;
-            }
-            if let (Some(broker), Some(session)) = (Weak::upgrade(&broker), session.upgrade()) {
-                action(&broker, &session);
+            let mut at = at;
+            loop {
+                // In steps: tokio's timer does not reach years ahead (intervals may be
+                // up to 136 years).
+                while Instant::now() < at {
+                    let step = at.min(Instant::now() + LONGEST_TIMER_STEP);
+                    tokio::time::sleep_until(step.into()).await;
+                }
+                let (Some(broker), Some(session)) = (Weak::upgrade(&broker), session.upgrade())
+                else {
+                    return;
+                };
+                match broker.timer_due(&session, at) {
+                    Some(next) => at = next,
+                    None => return,
+                }
             }
         });
+    }
+
+    /// The session timer armed for `at` woke: publishes a delayed will that is due and
+    /// ends the session if its expiry has passed. Returns when to look again; `None` when
+    /// nothing is left to wait for, or when this timer was superseded.
+    fn timer_due(self: &Arc<Self>, session: &Arc<Session>, at: Instant) -> Option<Instant> {
+        let now = Instant::now();
+        let (will, expired, next) = {
+            let mut state = session.lock();
+            if state.timer != Some(at) {
+                return None;
+            }
+            let offline = !state.is_connected();
+            let will_due = offline
+                && state
+                    .delayed_will
+                    .as_ref()
+                    .is_some_and(|delayed| delayed.due <= now);
+            let will = if will_due {
+                state.delayed_will.take().map(|delayed| delayed.will)
+            } else {
+                None
+            };
+            let expired = offline && state.expires_at.is_some_and(|end| end <= now);
+            let next = if expired { None } else { state.next_deadline() };
+            state.timer = next;
+            (will, expired, next)
+        };
+        if let Some(will) = will {
+            debug!(client = %session.client_id, topic = %will.message.topic, "publishing delayed will");
+            let _ = self.publish(will.published(now), None);
+        }
+        if expired {
+            self.expire(session);
+        }
+        next
     }
 
     /// Ends `session` if it is still offline and its expiry has passed.
@@ -376,28 +422,7 @@ impl Broker {
         }
         let at = Instant::now() + delay;
         state.delayed_will = Some(Box::new(DelayedWill { will, due: at }));
-        drop(state);
-        self.at(at, session, Broker::publish_delayed_will);
-    }
-
-    /// Publishes the delayed will of `session`, if it is still due.
-    fn publish_delayed_will(self: &Arc<Self>, session: &Arc<Session>) {
-        let will = {
-            let mut state = session.lock();
-            let due = !state.is_connected()
-                && state
-                    .delayed_will
-                    .as_ref()
-                    .is_some_and(|delayed| delayed.due <= Instant::now());
-            if !due {
-                return;
-            }
-            state.delayed_will.take().map(|delayed| delayed.will)
-        };
-        if let Some(will) = will {
-            debug!(client = %session.client_id, topic = %will.message.topic, "publishing delayed will");
-            let _ = self.publish(will.published(Instant::now()), None);
-        }
+        self.arm_timer(session, &mut state, at);
     }
 
     /// Removes everything of a session that is ending. A connection still holding it
@@ -799,6 +824,36 @@ mod tests {
     use super::*;
     use crate::storage::MemoryStorage;
     use crate::topic::TopicName;
+
+    /// A client that reconnects in a loop, its session kept an hour after each
+    /// disconnect, leaves one timer task behind, not one per disconnect.
+    #[tokio::test]
+    async fn reconnecting_in_a_loop_leaves_one_session_timer() {
+        let broker = Arc::new(
+            Broker::new(MqttConfig::default(), Arc::new(MemoryStorage::default())).unwrap(),
+        );
+        let client_id = ByteString::from_static("looping");
+        let tasks = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let before = tasks();
+        for connection_id in 1..=100 {
+            let attached = broker
+                .attach(
+                    &client_id,
+                    false,
+                    true,
+                    SessionExpiry(3600),
+                    connection_id,
+                    None,
+                )
+                .unwrap();
+            broker.detach(&attached.session, connection_id);
+        }
+        assert_eq!(tasks(), before + 1);
+    }
 
     /// A queue filled exactly to its limit (no offer went beyond it) still wakes a
     /// publisher that paused on it once a drain makes room.

@@ -138,6 +138,9 @@ pub struct SessionState {
     /// A will whose Will Delay Interval has not yet passed: published when it has, or
     /// when the session ends first; dropped if the client reconnects.
     pub delayed_will: Option<Box<DelayedWill>>,
+    /// When the session's timer task looks at it next (see `Broker::arm_timer`); `None`
+    /// while it has no task.
+    pub timer: Option<Instant>,
     /// The session has ended (discarded by a clean-session connection or a takeover);
     /// a connection that still holds it must not add subscriptions or record changes.
     pub closed: bool,
@@ -219,6 +222,7 @@ impl Session {
                 expiry,
                 expires_at: None,
                 delayed_will: None,
+                timer: None,
                 closed: false,
                 attachment: None,
                 subscriptions: HashMap::new(),
@@ -253,6 +257,16 @@ impl SessionState {
     /// Whether the session outlives its connection.
     pub fn persistent(&self) -> bool {
         self.expiry != SessionExpiry::NONE
+    }
+
+    /// The earliest time something is due: the end of an offline session, or its
+    /// delayed will.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let will = self.delayed_will.as_ref().map(|delayed| delayed.due);
+        match (self.expires_at, will) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn is_connected(&self) -> bool {
