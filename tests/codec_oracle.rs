@@ -9,35 +9,21 @@
 //! expressed in its types. Those cases are left out of the generators, each with the
 //! reason, and the leniencies are pinned down by `mqttbytes_accepts_what_herald_refuses`.
 
-use std::fmt;
+#[path = "common/samples.rs"]
+mod samples;
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use herald::protocol::{self as h, DecodeError, QoS};
 use herald::topic::{TopicError, TopicName};
 use mqttbytes::v4 as m;
+use samples::{longest_string, pattern, Payload, FILTERS, PKIDS, TOPICS};
 
 /// A maximum packet size above every generated packet, for both decoders.
 const LIMIT: usize = 1 << 24;
 
 /// Packets up to this size are also fed to both decoders cut short, at every length.
 const PREFIX_CHECK_MAX: usize = 300;
-
-/// A payload, shown by its length and first bytes: some are megabytes long.
-#[derive(Clone, PartialEq, Eq)]
-struct Payload(Bytes);
-
-impl fmt::Debug for Payload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let head = &self.0[..self.0.len().min(8)];
-        write!(f, "{} bytes {head:02x?}", self.0.len())
-    }
-}
-
-/// `len` bytes that are not all alike, so a shifted or truncated copy is noticed.
-fn pattern(len: usize) -> Payload {
-    Payload((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>().into())
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Will {
@@ -477,44 +463,6 @@ fn agree(case: &Case) {
 
 // The generated packets.
 
-const PKIDS: [u16; 8] = [1, 2, 0x7f, 0x80, 0xff, 0x100, 0xfffe, 0xffff];
-
-/// Topic names: unicode, empty levels, `$` prefixes, spaces, a byte order mark.
-const TOPICS: [&str; 14] = [
-    "a",
-    "/",
-    "//",
-    "a/b/c",
-    "/leading",
-    "trailing/",
-    "sport/tennis/player1",
-    "$SYS/broker/load",
-    "$",
-    "ü/€/𝄞",
-    "日本語/トピック",
-    "\u{feff}bom",
-    " spaced / out ",
-    "a-very/deep/topic/with/many/levels/0/1/2/3/4/5/6/7/8/9",
-];
-
-/// A topic of the largest length a string field holds, 65535 bytes, of two-byte characters.
-fn longest_topic() -> String {
-    "é".repeat(32_767) + "x"
-}
-
-/// Topic filters, wildcards included, and the empty one, which the codecs pass on.
-const FILTERS: [&str; 9] = [
-    "a/b",
-    "#",
-    "+",
-    "+/+/#",
-    "sport/+/player1",
-    "$SYS/#",
-    "ü/+/𝄞",
-    "",
-    "/",
-];
-
 /// The QoS, DUP and RETAIN combinations of a PUBLISH. QoS 0 with DUP is left out:
 /// mqttbytes writes the flag, which [MQTT-3.3.1-2] forbids and Herald refuses.
 fn publish_flags() -> impl Iterator<Item = (u8, bool, bool)> {
@@ -610,7 +558,7 @@ fn publish_flags_and_sizes() {
 
 #[test]
 fn publish_topics() {
-    let longest = longest_topic();
+    let longest = longest_string();
     let topics = TOPICS.iter().copied().chain([longest.as_str()]);
     agree_on(topics.flat_map(|topic| {
         (0..3).map(move |qos| publish(qos, false, qos == 1, topic, 7, pattern(5)))

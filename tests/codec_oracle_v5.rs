@@ -15,14 +15,17 @@
 //! `mqttbytes_misreads_subscription_identifiers` and `mqttbytes_writes_wrongly`: each of
 //! those fails once mqttbytes changes, so that the case can move into the oracle.
 
+#[path = "common/samples.rs"]
+mod samples;
+
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use herald::protocol::{self as h, DecodeError, QoS, WriteProperties};
 use herald::topic::{TopicError, TopicName};
 use mqttbytes::v5 as m;
+use samples::{longest_string, pattern, Payload, FILTERS, PKIDS, TOPICS};
 
 /// A maximum packet size above every generated packet, for both decoders.
 const LIMIT: usize = 1 << 24;
@@ -30,22 +33,6 @@ const LIMIT: usize = 1 << 24;
 /// Packets up to this size are fed to both decoders cut short at every length; longer
 /// ones at their first and last few lengths.
 const PREFIX_CHECK_MAX: usize = 300;
-
-/// Binary data, shown by its length and first bytes: some are hundreds of KB long.
-#[derive(Clone, PartialEq, Eq, Default)]
-struct Payload(Bytes);
-
-impl fmt::Debug for Payload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let head = &self.0[..self.0.len().min(8)];
-        write!(f, "{} bytes {head:02x?}", self.0.len())
-    }
-}
-
-/// `len` bytes that are not all alike, so a shifted or truncated copy is noticed.
-fn pattern(len: usize) -> Payload {
-    Payload((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>().into())
-}
 
 /// Binary data that is not UTF-8, for correlation and authentication data.
 fn binary() -> Payload {
@@ -1367,46 +1354,6 @@ fn agree_on(cases: impl IntoIterator<Item = Case>) -> usize {
 }
 
 // The generated packets.
-
-const PKIDS: [u16; 8] = [1, 2, 0x7f, 0x80, 0xff, 0x100, 0xfffe, 0xffff];
-
-/// Topic names: unicode, empty levels, `$` prefixes, spaces, a byte order mark.
-const TOPICS: [&str; 14] = [
-    "a",
-    "/",
-    "//",
-    "a/b/c",
-    "/leading",
-    "trailing/",
-    "sport/tennis/player1",
-    "$SYS/broker/load",
-    "$",
-    "ü/€/𝄞",
-    "日本語/トピック",
-    "\u{feff}bom",
-    " spaced / out ",
-    "a-very/deep/topic/with/many/levels/0/1/2/3/4/5/6/7/8/9",
-];
-
-/// The longest string a field holds, 65535 bytes, of two-byte characters.
-fn longest_string() -> String {
-    "é".repeat(32_767) + "x"
-}
-
-/// Topic filters, wildcards and shared subscriptions included, and the empty one, which
-/// the codecs pass on (the broker judges filters).
-const FILTERS: [&str; 10] = [
-    "a/b",
-    "#",
-    "+",
-    "+/+/#",
-    "sport/+/player1",
-    "$SYS/#",
-    "$share/group/a/+",
-    "ü/+/𝄞",
-    "",
-    "/",
-];
 
 /// Subscription identifiers at the edges of the 1- to 4-byte variable byte integers.
 const SUBSCRIPTION_IDS: [u32; 8] = [
