@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
 use crate::broker::{Admitted, Attached, Broker};
+use crate::config::MqttConfig;
 use crate::message::{Message, MessageProperties, Will};
 use crate::protocol::{
     connect_version, Ack, ConnAck, Connect, DecodeError, Decoder, Disconnect, Encoder, Packet,
@@ -300,43 +301,16 @@ where
         session_present,
         "client connected"
     );
-    let client = &connect.properties;
-    let mut decoder = Decoder::new(version, broker.limits.max_packet_size.0);
-    let mut encoder = Encoder::new(version);
-    if version == ProtocolVersion::V5 {
-        decoder.allow_topic_aliases(broker.limits.max_topic_alias);
-        if let Some(max) = client.maximum_packet_size {
-            encoder.limit_packet_size(max);
-        }
-        if client.request_problem_information == Some(0) {
-            encoder.omit_problem_information();
-        }
-        let aliases = client.topic_alias_maximum.unwrap_or(0);
-        encoder.use_topic_aliases(aliases.min(broker.limits.max_topic_alias));
-    }
+    let (decoder, encoder) = codec(version, &connect.properties, &broker.limits);
     let server_window = broker.limits.max_inflight_messages.0;
-    let window = client
+    let window = connect
+        .properties
         .receive_maximum
         .map_or(server_window, |max| server_window.min(usize::from(max)));
-    let will = connect.will.as_ref().map(|will| {
-        let message = Message {
-            topic: will.topic.detached(),
-            payload: bytes::Bytes::copy_from_slice(&will.payload),
-            qos: will.qos,
-            retain: will.retain,
-            properties: MessageProperties::from_packet(&will.properties, Instant::now()),
-        };
-        let seconds = |secs: u32| Duration::from_secs(u64::from(secs));
-        Box::new(Will {
-            message,
-            delay: seconds(will.properties.will_delay_interval.unwrap_or(0)),
-            expiry: will
-                .properties
-                .message_expiry_interval
-                .filter(|&secs| secs > 0)
-                .map(seconds),
-        })
-    });
+    let will = connect
+        .will
+        .as_ref()
+        .map(|will| Box::new(Will::from_packet(will)));
     let connack = ConnAck {
         // MQTT 3.1's CONNACK has no such flag: its first byte is reserved.
         session_present: session_present && version != ProtocolVersion::V31,
@@ -362,27 +336,54 @@ where
         more_to_send: true,
         deadline_stale: false,
     });
-    link.encoder
-        .encode(&Packet::ConnAck(connack.clone()), &mut link.output);
-    if link.output.len()
-        > client
-            .maximum_packet_size
-            .map_or(usize::MAX, |max| max as usize)
-    {
-        // Too large for the client (MQTT-3.1.2-24): without the properties that say
-        // what their absence says too.
-        let mut lean = connack;
-        let fields = lean.properties.fields_mut();
+    let client_max = connect.properties.maximum_packet_size;
+    write_connack(&mut link.encoder, connack, client_max, &mut link.output);
+    // Sent after the CONNACK, by the first drain.
+    link.session.lock().resend_inflight();
+}
+
+/// The decoder and encoder for a connection speaking `version`, within the limits the
+/// client's CONNECT properties (`client`) and the server's set.
+fn codec(
+    version: ProtocolVersion,
+    client: &PropertyFields,
+    limits: &MqttConfig,
+) -> (Decoder, Encoder) {
+    let mut decoder = Decoder::new(version, limits.max_packet_size.0);
+    let mut encoder = Encoder::new(version);
+    if version == ProtocolVersion::V5 {
+        decoder.allow_topic_aliases(limits.max_topic_alias);
+        if let Some(max) = client.maximum_packet_size {
+            encoder.limit_packet_size(max);
+        }
+        if client.request_problem_information == Some(0) {
+            encoder.omit_problem_information();
+        }
+        let aliases = client.topic_alias_maximum.unwrap_or(0);
+        encoder.use_topic_aliases(aliases.min(limits.max_topic_alias));
+    }
+    (decoder, encoder)
+}
+
+/// Writes the CONNACK to `out`, which is empty. One too large for the client's Maximum
+/// Packet Size (MQTT-3.1.2-24) goes without the properties that say what their absence
+/// says too.
+fn write_connack(
+    encoder: &mut Encoder,
+    mut connack: ConnAck,
+    client_max: Option<u32>,
+    out: &mut BytesMut,
+) {
+    encoder.encode(&Packet::ConnAck(connack.clone()), out);
+    if out.len() > client_max.map_or(usize::MAX, |max| max as usize) {
+        let fields = connack.properties.fields_mut();
         fields.retain_available = None;
         fields.wildcard_subscription_available = None;
         fields.subscription_identifier_available = None;
         fields.shared_subscription_available = None;
-        link.output.clear();
-        link.encoder
-            .encode(&Packet::ConnAck(lean), &mut link.output);
+        out.clear();
+        encoder.encode(&Packet::ConnAck(connack), out);
     }
-    // Sent after the CONNACK, by the first drain.
-    link.session.lock().resend_inflight();
 }
 
 /// The session expiry a CONNECT asks for: MQTT 3.x's clean session flag, or 5.0's

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use crate::protocol::{property_id as id, PropertyFields, PropertyValue, QoS, WriteProperties};
+use crate::protocol::{
+    property_id as id, LastWill, PropertyFields, PropertyValue, QoS, WriteProperties,
+};
 use crate::topic::TopicName;
 
 /// An application message. Cloning shares the payload, topic and properties; it never
@@ -54,12 +56,7 @@ impl MessageProperties {
                 .iter()
                 .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
                 .collect(),
-            // An interval of 0 means no expiry, as with Mosquitto: read literally it
-            // would expire every message before even a connected subscriber got it.
-            expires_at: fields
-                .message_expiry_interval
-                .filter(|&secs| secs > 0)
-                .map(|secs| now + Duration::from_secs(u64::from(secs))),
+            expires_at: expiry_interval(fields).map(|interval| now + interval),
             subscription_identifiers: Vec::new(),
         };
         (properties != MessageProperties::default()).then(|| Arc::new(properties))
@@ -72,6 +69,16 @@ impl MessageProperties {
         let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         Some(u32::try_from(secs).unwrap_or(u32::MAX))
     }
+}
+
+/// The Message Expiry Interval in `fields`. None when absent, and none for 0 too, as
+/// with Mosquitto: read literally, 0 would expire every message before even a connected
+/// subscriber got it.
+fn expiry_interval(fields: &PropertyFields) -> Option<Duration> {
+    fields
+        .message_expiry_interval
+        .filter(|&secs| secs > 0)
+        .map(|secs| Duration::from_secs(u64::from(secs)))
 }
 
 /// A message's properties as written into one PUBLISH at one moment: the expiry interval
@@ -122,6 +129,22 @@ pub struct Will {
 }
 
 impl Will {
+    /// The will a CONNECT carries, in allocations of its own.
+    pub fn from_packet(will: &LastWill) -> Will {
+        let properties = &will.properties;
+        Will {
+            message: Message {
+                topic: will.topic.detached(),
+                payload: Bytes::copy_from_slice(&will.payload),
+                qos: will.qos,
+                retain: will.retain,
+                properties: MessageProperties::from_packet(properties, Instant::now()),
+            },
+            delay: Duration::from_secs(u64::from(properties.will_delay_interval.unwrap_or(0))),
+            expiry: expiry_interval(properties),
+        }
+    }
+
     /// The message as published at `now`.
     pub fn published(self, now: Instant) -> Message {
         let Some(expiry) = self.expiry else {
