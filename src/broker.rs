@@ -765,8 +765,9 @@ impl Broker {
     }
 
     /// Queues every retained message matching `filter` for `session` (MQTT-3.3.1-6),
-    /// however many: the replay may fill the queue beyond max_queued_messages by at most
-    /// the size of the retained store, and it shares the payloads rather than copying.
+    /// however many, but for those that have expired, which are deleted. The replay may
+    /// fill the queue beyond max_queued_messages by at most the size of the retained
+    /// store, and it shares the payloads rather than copying.
     fn send_retained(&self, session: &Session, filter: &TopicFilter, subscription: &Subscription) {
         let max_retained = self.limits.max_retained_messages;
         let limits = QueueLimits {
@@ -774,7 +775,22 @@ impl Broker {
             bytes: usize::MAX,
         };
         let ids: Vec<u32> = subscription.id.map(NonZeroU32::get).into_iter().collect();
-        let retained = read(&self.retained).matching(filter, max_retained);
+        let now = Instant::now();
+        let (expired, retained): (Vec<_>, Vec<_>) = read(&self.retained)
+            .matching(filter, max_retained)
+            .into_iter()
+            .partition(|message| message.expired(now));
+        if !expired.is_empty() {
+            // Found expired: gone for everyone, now rather than when overwritten.
+            let mut store = write(&self.retained);
+            for message in expired {
+                if store.remove_expired(&message.topic, now) {
+                    self.record(&[Change::RetainedCleared {
+                        topic: message.topic,
+                    }]);
+                }
+            }
+        }
         for message in &retained {
             let delivery = Delivery {
                 qos: message.qos.min(subscription.qos),

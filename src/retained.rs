@@ -1,6 +1,8 @@
 //! Retained messages, kept in a tree of topic levels so a wildcard subscription finds
 //! its matches without scanning every topic.
 
+use std::time::Instant;
+
 use crate::level_tree::Node;
 use crate::message::Message;
 use crate::topic::{TopicFilter, TopicName};
@@ -40,6 +42,19 @@ impl RetainedStore {
         if removed.is_some() {
             self.count -= 1;
         }
+    }
+
+    /// Deletes the topic's retained message if it has expired by `now`; true if it did.
+    pub fn remove_expired(&mut self, topic: &TopicName, now: Instant) -> bool {
+        let expired = self
+            .root
+            .find(topic.levels())
+            .and_then(|node| node.value.as_ref())
+            .is_some_and(|message| message.expired(now));
+        if expired {
+            self.remove(topic);
+        }
+        expired
     }
 
     /// The retained messages whose topics match `filter`, at most `limit` of them.

@@ -67,7 +67,8 @@ async fn delivered_message_carries_its_expiry_interval() {
 }
 
 /// MQTT 5.0 §3.3.2.3.3: a retained message expires too: sent to a subscriber within its
-/// interval (with the retain flag and what is left of the interval), no longer after.
+/// interval (with the retain flag and what is left of the interval), no longer after,
+/// when it is found expired and deleted.
 #[tokio::test]
 async fn retained_message_expires() {
     let broker = TestBroker::start().await;
@@ -85,6 +86,9 @@ async fn retained_message_expires() {
     let mut late = Client::new(&broker, "ret-late").await;
     late.subscribe(1, &[("ret/#", 1)]).await;
     late.expect_nothing(QUIET).await;
+    // Found expired, it was deleted, not only skipped.
+    let stored = herald::storage::Storage::load(&*broker.storage).unwrap();
+    assert!(!stored.retained.keys().any(|t| t.as_str() == "ret/exp"));
     broker.stop().await;
 }
 
