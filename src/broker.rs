@@ -227,7 +227,8 @@ impl Broker {
                 info!(client = %client_id, "session taken over by a new connection");
                 previous.kick(Kick::TakenOver);
             }
-            if state.delayed_will.take().is_some() {
+            let will = state.deadlines.as_mut().and_then(|d| d.delayed_will.take());
+            if will.is_some() {
                 debug!(client = %client_id, "reconnected within the will delay: will cancelled");
             }
         }
@@ -247,7 +248,9 @@ impl Broker {
             let mut state = session.lock();
             let was_persistent = state.persistent();
             state.expiry = expiry;
-            state.expires_at = None;
+            if let Some(deadlines) = state.deadlines.as_deref_mut() {
+                deadlines.expires_at = None;
+            }
             if expiry != SessionExpiry::NONE && (!session_present || !was_persistent) {
                 self.record(&[Change::SessionCreated {
                     client_id: client_id.clone(),
@@ -311,7 +314,7 @@ impl Broker {
         let handed_over = state.take_shared(false);
         if state.expiry != SessionExpiry::NEVER {
             let at = Instant::now() + Duration::from_secs(u64::from(state.expiry.0));
-            state.expires_at = Some(at);
+            state.deadlines().expires_at = Some(at);
             self.arm_timer(session, &mut state, at);
         }
         drop(state);
@@ -325,10 +328,11 @@ impl Broker {
     /// for a deadline earlier than the one armed, and the one it supersedes ends when it
     /// wakes. The task holds only weak references.
     fn arm_timer(self: &Arc<Self>, session: &Arc<Session>, state: &mut SessionState, at: Instant) {
-        if state.timer.is_some_and(|armed| armed <= at) {
+        let armed = state.deadlines.as_ref().and_then(|d| d.timer);
+        if armed.is_some_and(|armed| armed <= at) {
             return;
         }
-        state.timer = Some(at);
+        state.deadlines().timer = Some(at);
         let (broker, session) = (Arc::downgrade(self), Arc::downgrade(session));
         tokio::spawn(async move {
             let mut at = at;
@@ -358,23 +362,29 @@ impl Broker {
         let now = Instant::now();
         let (will, expired, next) = {
             let mut state = session.lock();
-            if state.timer != Some(at) {
+            let offline = !state.is_connected();
+            let deadlines = state.deadlines.as_deref_mut()?;
+            if deadlines.timer != Some(at) {
                 return None;
             }
-            let offline = !state.is_connected();
             let will_due = offline
-                && state
+                && deadlines
                     .delayed_will
                     .as_ref()
                     .is_some_and(|delayed| delayed.due <= now);
             let will = if will_due {
-                state.delayed_will.take().map(|delayed| delayed.will)
+                deadlines.delayed_will.take().map(|delayed| delayed.will)
             } else {
                 None
             };
-            let expired = offline && state.expires_at.is_some_and(|end| end <= now);
-            let next = if expired { None } else { state.next_deadline() };
-            state.timer = next;
+            let expired = offline && deadlines.expires_at.is_some_and(|end| end <= now);
+            let next = if expired { None } else { deadlines.next() };
+            deadlines.timer = next;
+            if next.is_none() && !expired {
+                // Nothing left to wait for: a session with no deadline holds no box.
+                // (An expired one keeps it until `expire` has looked.)
+                state.deadlines = None;
+            }
             (will, expired, next)
         };
         if let Some(will) = will {
@@ -392,7 +402,8 @@ impl Broker {
         let mut sessions = lock(&self.sessions);
         let due = {
             let state = session.lock();
-            !state.is_connected() && state.expires_at.is_some_and(|at| at <= Instant::now())
+            let expires_at = state.deadlines.as_ref().and_then(|d| d.expires_at);
+            !state.is_connected() && expires_at.is_some_and(|at| at <= Instant::now())
         };
         let registered = sessions
             .get(&*session.client_id)
@@ -421,7 +432,7 @@ impl Broker {
             return;
         }
         let at = Instant::now() + delay;
-        state.delayed_will = Some(Box::new(DelayedWill { will, due: at }));
+        state.deadlines().delayed_will = Some(DelayedWill { will, due: at });
         self.arm_timer(session, &mut state, at);
     }
 
@@ -434,7 +445,11 @@ impl Broker {
         state.closed = true;
         self.room_made();
         let handed_over = state.take_shared(true);
-        let will = state.delayed_will.take().map(|delayed| delayed.will);
+        let will = state
+            .deadlines
+            .take()
+            .and_then(|d| d.delayed_will)
+            .map(|delayed| delayed.will);
         {
             let mut tree = write(&self.subscriptions);
             for filter in state.subscriptions.keys() {

@@ -61,6 +61,30 @@ pub struct DelayedWill {
     pub due: Instant,
 }
 
+/// What an offline session waits for, and when its timer task looks at it.
+#[derive(Default)]
+pub struct Deadlines {
+    /// When the session ends, while it is offline with a finite expiry.
+    pub expires_at: Option<Instant>,
+    /// A will whose Will Delay Interval has not yet passed: published when it has, or
+    /// when the session ends first; dropped if the client reconnects.
+    pub delayed_will: Option<DelayedWill>,
+    /// When the session's timer task looks at it next (see `Broker::arm_timer`); `None`
+    /// while it has no task.
+    pub timer: Option<Instant>,
+}
+
+impl Deadlines {
+    /// The earliest time something is due: the end of the session, or its will.
+    pub fn next(&self) -> Option<Instant> {
+        let will = self.delayed_will.as_ref().map(|delayed| delayed.due);
+        match (self.expires_at, will) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// Why a connection is ended from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kick {
@@ -133,14 +157,9 @@ struct InFlight {
 pub struct SessionState {
     /// How long the session is kept after its connection ends.
     pub expiry: SessionExpiry,
-    /// When the session ends, while it is offline with a finite expiry.
-    pub expires_at: Option<Instant>,
-    /// A will whose Will Delay Interval has not yet passed: published when it has, or
-    /// when the session ends first; dropped if the client reconnects.
-    pub delayed_will: Option<Box<DelayedWill>>,
-    /// When the session's timer task looks at it next (see `Broker::arm_timer`); `None`
-    /// while it has no task.
-    pub timer: Option<Instant>,
+    /// What the session waits for while offline, and its timer. Boxed: a connected
+    /// session has none of it.
+    pub deadlines: Option<Box<Deadlines>>,
     /// The session has ended (discarded by a clean-session connection or a takeover);
     /// a connection that still holds it must not add subscriptions or record changes.
     pub closed: bool,
@@ -220,9 +239,7 @@ impl Session {
             online: AtomicBool::new(false),
             state: Mutex::new(SessionState {
                 expiry,
-                expires_at: None,
-                delayed_will: None,
-                timer: None,
+                deadlines: None,
                 closed: false,
                 attachment: None,
                 subscriptions: HashMap::new(),
@@ -259,14 +276,9 @@ impl SessionState {
         self.expiry != SessionExpiry::NONE
     }
 
-    /// The earliest time something is due: the end of an offline session, or its
-    /// delayed will.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let will = self.delayed_will.as_ref().map(|delayed| delayed.due);
-        match (self.expires_at, will) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    /// The session's deadlines, made if it has none.
+    pub fn deadlines(&mut self) -> &mut Deadlines {
+        self.deadlines.get_or_insert_with(Box::default)
     }
 
     pub fn is_connected(&self) -> bool {
