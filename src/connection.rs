@@ -259,10 +259,7 @@ where
         Ok(agreed) => agreed,
         Err(reason) => {
             warn!(%peer, client = %connect.client_id, "connection refused: {reason}");
-            // MQTT 3.x has no return code for a bad will topic: it closes without one.
-            if version == ProtocolVersion::V5 || reason != ReasonCode::TOPIC_NAME_INVALID {
-                refuse(&mut stream, version, reason).await;
-            }
+            refuse(&mut stream, version, reason).await;
             return;
         }
     };
@@ -462,9 +459,10 @@ where
         }
         Ok(Err(ReadError::Decode(e, version))) => {
             warn!(%peer, "closing on an invalid CONNECT: {e}");
-            // MQTT 5.0 has a reason code for it; 3.x closes without a word.
-            if version == Some(ProtocolVersion::V5) {
-                refuse(stream, ProtocolVersion::V5, e.reason_code()).await;
+            // Refused in the CONNECT's own version where its bytes name one (3.x has
+            // no code for a malformed CONNECT: it is closed without one).
+            if let Some(version) = version {
+                refuse(stream, version, e.reason_code()).await;
             }
             None
         }
@@ -539,20 +537,23 @@ fn check_connect(connect: &Connect, broker: &Broker, cx: &Context) -> Result<Agr
     })
 }
 
-/// Sends a refusing CONNACK in `version`; the caller then closes the connection.
+/// Sends a refusing CONNACK in `version` and closes the connection.
 async fn refuse<W: AsyncWrite + Unpin>(
     writer: &mut W,
     version: ProtocolVersion,
     reason: ReasonCode,
 ) {
     let mut out = BytesMut::with_capacity(8);
-    let connack = ConnAck {
-        session_present: false,
-        reason,
-        properties: Default::default(),
-    };
-    Encoder::new(version).encode(&Packet::ConnAck(connack), &mut out);
-    let _ = timeout(FAREWELL_TIMEOUT, writer.write_all(&out)).await;
+    // Where MQTT 3.x has no return code for the refusal, it closes without a CONNACK.
+    if version == ProtocolVersion::V5 || reason.connack_return_code().is_some() {
+        let connack = ConnAck {
+            session_present: false,
+            reason,
+            properties: Default::default(),
+        };
+        Encoder::new(version).encode(&Packet::ConnAck(connack), &mut out);
+        let _ = timeout(FAREWELL_TIMEOUT, writer.write_all(&out)).await;
+    }
     let _ = timeout(FAREWELL_TIMEOUT, writer.shutdown()).await;
 }
 

@@ -187,7 +187,10 @@ fn from_herald(packet: h::Packet) -> Case {
         }
         h::Packet::ConnAck(a) => Case::ConnAck {
             session_present: a.session_present,
-            code: a.reason.connack_return_code(),
+            code: a
+                .reason
+                .connack_return_code()
+                .expect("a code read from 3.1.1 bytes has a 3.1.1 value"),
         },
         h::Packet::Publish(p) => Case::Publish {
             dup: p.dup,

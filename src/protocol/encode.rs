@@ -281,7 +281,9 @@ fn encode_packet(
             let code = if v5 {
                 ack.reason.0
             } else {
-                ack.reason.connack_return_code()
+                // A refusal without a 3.x code is not sent (see `connack_return_code`);
+                // should one be, "server unavailable" says least that is wrong.
+                ack.reason.connack_return_code().unwrap_or(3)
             };
             let body = Body::new(v5, &ack.properties, problem_information);
             header(buf, 0x20, 2 + body.encoded_len());

@@ -64,16 +64,21 @@ impl ReasonCode {
         self.0 >= 0x80
     }
 
-    /// The MQTT 3.x CONNACK return code closest to this CONNACK reason code.
-    pub fn connack_return_code(self) -> u8 {
-        match self {
+    /// The MQTT 3.x CONNACK return code for this CONNACK reason code, if 3.x has one:
+    /// it has none for a malformed CONNECT or a bad will topic, which it answers by
+    /// closing the connection.
+    pub fn connack_return_code(self) -> Option<u8> {
+        Some(match self {
             ReasonCode::SUCCESS => 0,
             ReasonCode::UNSUPPORTED_PROTOCOL_VERSION => 1,
             ReasonCode::CLIENT_IDENTIFIER_NOT_VALID => 2,
+            ReasonCode::SERVER_UNAVAILABLE
+            | ReasonCode::SERVER_BUSY
+            | ReasonCode::QUOTA_EXCEEDED => 3,
             ReasonCode::BAD_USER_NAME_OR_PASSWORD | ReasonCode::BAD_AUTHENTICATION_METHOD => 4,
             ReasonCode::NOT_AUTHORIZED | ReasonCode::BANNED => 5,
-            _ => 3,
-        }
+            _ => return None,
+        })
     }
 
     /// The CONNACK reason code for an MQTT 3.x return code, for decoding.
