@@ -312,7 +312,12 @@ where
         // MQTT 3.1's CONNACK has no such flag: its first byte is reserved.
         session_present: session_present && version != ProtocolVersion::V31,
         reason: ReasonCode::SUCCESS,
-        properties: connack_properties(&broker, &agreed).into(),
+        // MQTT 3.x has none: nothing built for it.
+        properties: if version == ProtocolVersion::V5 {
+            connack_properties(&broker, &agreed).into()
+        } else {
+            Default::default()
+        },
     };
     let link = link.insert(Link {
         stream,
@@ -367,19 +372,22 @@ fn codec(
 /// says too.
 fn write_connack(
     encoder: &mut Encoder,
-    mut connack: ConnAck,
+    connack: ConnAck,
     client_max: Option<u32>,
     out: &mut BytesMut,
 ) {
-    encoder.encode(&Packet::ConnAck(connack.clone()), out);
+    let mut packet = Packet::ConnAck(connack);
+    encoder.encode(&packet, out);
     if out.len() > client_max.map_or(usize::MAX, |max| max as usize) {
-        let fields = connack.properties.fields_mut();
-        fields.retain_available = None;
-        fields.wildcard_subscription_available = None;
-        fields.subscription_identifier_available = None;
-        fields.shared_subscription_available = None;
+        if let Packet::ConnAck(connack) = &mut packet {
+            let fields = connack.properties.fields_mut();
+            fields.retain_available = None;
+            fields.wildcard_subscription_available = None;
+            fields.subscription_identifier_available = None;
+            fields.shared_subscription_available = None;
+        }
         out.clear();
-        encoder.encode(&Packet::ConnAck(connack), out);
+        encoder.encode(&packet, out);
     }
 }
 
@@ -761,7 +769,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             }
         }
         self.broker.detach(&self.session, self.connection_id);
-        if self.encoder.version() == ProtocolVersion::V5 {
+        if self.v5() {
             if let Some(disconnect) = close.disconnect_packet() {
                 self.encoder
                     .encode(&Packet::Disconnect(disconnect), &mut self.output);

@@ -133,10 +133,6 @@ impl Decoder {
         self.alias_max = max;
     }
 
-    pub fn version(&self) -> ProtocolVersion {
-        self.version
-    }
-
     /// Takes one complete packet off the front of `buf`.
     ///
     /// Returns `Ok(None)` — consuming nothing — while the packet is still incomplete.
