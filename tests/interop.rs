@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{tools, TestBroker, WAIT};
+use common::tools::{mosquitto, mosquitto_tools, run_tool};
+use common::{TestBroker, WAIT};
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS};
-use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -201,33 +199,6 @@ async fn rumqttc_will_is_published_when_a_client_vanishes() {
     broker.stop().await;
 }
 
-/// Runs a mosquitto client tool to completion within the wait; returns stdout.
-async fn run_tool(mut command: Command) -> String {
-    let output = timeout(WAIT, command.stdin(Stdio::null()).output())
-        .await
-        .expect("tool finishes in time")
-        .expect("tool runs");
-    assert!(output.status.success(), "{command:?} failed: {output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// mosquitto_sub and mosquitto_pub, or `None` (loudly) where they are missing.
-fn mosquitto_tools() -> Option<(PathBuf, PathBuf)> {
-    Some((
-        tools::require("mosquitto_sub")?,
-        tools::require("mosquitto_pub")?,
-    ))
-}
-
-fn mosquitto(tool: &Path, broker: &TestBroker) -> Command {
-    let mut command = Command::new(tool);
-    command
-        .args(["-h", "127.0.0.1", "-p"])
-        .arg(broker.addr.port().to_string())
-        .kill_on_drop(true);
-    command
-}
-
 #[tokio::test]
 async fn mosquitto_pub_and_sub_exchange_messages_at_every_qos() {
     mosquitto_exchange("mqttv311", "mqttv311").await;
@@ -262,7 +233,7 @@ async fn mosquitto_exchange(sub_version: &str, pub_version: &str) {
             "-i",
         ])
         .arg(format!("mosq-sub-{qos}"));
-        let subscriber = tokio::spawn(run_tool(sub));
+        let subscriber = tokio::spawn(run_tool(sub, b""));
         // Publish until the subscriber has subscribed and exits with the message.
         let message = format!("hello at qos {qos}");
         let mut publish = tokio::time::interval(Duration::from_millis(100));
@@ -273,7 +244,7 @@ async fn mosquitto_exchange(sub_version: &str, pub_version: &str) {
             }
             let mut pubc = mosquitto(&pub_tool, &broker);
             pubc.args(["-V", pub_version, "-t", "mosq/x", "-q", qos, "-m", &message]);
-            run_tool(pubc).await;
+            run_tool(pubc, b"").await;
         };
         assert_eq!(
             output.trim_end(),
@@ -292,11 +263,11 @@ async fn mosquitto_retained_message_reaches_a_later_subscriber_and_rumqttc() {
     let broker = TestBroker::start().await;
     let mut pubc = mosquitto(&pub_tool, &broker);
     pubc.args(["-t", "retained/t", "-q", "1", "-r", "-m", "kept"]);
-    run_tool(pubc).await;
+    run_tool(pubc, b"").await;
 
     let mut sub = mosquitto(&sub_tool, &broker);
     sub.args(["-t", "retained/#", "-C", "1", "-v", "-F", "%t %p %r"]);
-    assert_eq!(run_tool(sub).await.trim_end(), "retained/t kept 1");
+    assert_eq!(run_tool(sub, b"").await.trim_end(), "retained/t kept 1");
 
     let mut reader = Client::connect(&broker, "rumqttc-reader", |_| {}).await;
     reader.subscribe("retained/t", QoS::AtLeastOnce).await;

@@ -1,7 +1,14 @@
 //! External tools some tests need: skipped loudly on a developer's machine without
 //! them, a failure in CI (`CI=true`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::time::timeout;
+
+use super::{TestBroker, WAIT};
 
 /// The path of `name` on PATH, or `None` (after a loud message) when it is missing
 /// outside CI. Panics when it is missing and `CI=true`.
@@ -17,4 +24,38 @@ pub fn require(name: &str) -> Option<PathBuf> {
         eprintln!("\n!!!! SKIPPED: {name} is not installed; install mosquitto-clients to run this test !!!!\n");
     }
     found
+}
+
+/// mosquitto_sub and mosquitto_pub, or `None` (loudly) where they are missing.
+pub fn mosquitto_tools() -> Option<(PathBuf, PathBuf)> {
+    Some((require("mosquitto_sub")?, require("mosquitto_pub")?))
+}
+
+/// A mosquitto client tool pointed at `broker`.
+pub fn mosquitto(tool: &Path, broker: &TestBroker) -> Command {
+    let mut command = Command::new(tool);
+    command
+        .args(["-h", "127.0.0.1", "-p"])
+        .arg(broker.addr.port().to_string())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs a tool to completion within the wait, `stdin` written to it; returns stdout.
+pub async fn run_tool(mut command: Command, stdin: &[u8]) -> String {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tool runs");
+    let mut input = child.stdin.take().expect("stdin piped");
+    input.write_all(stdin).await.expect("stdin written");
+    drop(input);
+    let output = timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("tool finishes in time")
+        .expect("tool runs");
+    assert!(output.status.success(), "{command:?} failed: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

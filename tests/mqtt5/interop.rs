@@ -3,7 +3,7 @@
 //! properties.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,13 +14,14 @@ use rumqttc::v5::mqttbytes::v5::{
 };
 use rumqttc::v5::mqttbytes::QoS as RQoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use crate::common::{tools, TestBroker, WAIT};
+use crate::common::tools::{mosquitto, mosquitto_tools, run_tool};
+use crate::common::{TestBroker, WAIT};
 use crate::v5::{Client, Publish, TOPIC_ALIAS};
 
 /// A rumqttc MQTT 5.0 client whose event loop runs in a task.
@@ -118,43 +119,6 @@ async fn pump(
             }
         }
     }
-}
-
-/// mosquitto_sub and mosquitto_pub, or `None` (loudly) where they are missing.
-fn mosquitto_tools() -> Option<(PathBuf, PathBuf)> {
-    Some((
-        tools::require("mosquitto_sub")?,
-        tools::require("mosquitto_pub")?,
-    ))
-}
-
-fn mosquitto(tool: &Path, broker: &TestBroker) -> Command {
-    let mut command = Command::new(tool);
-    command
-        .args(["-h", "127.0.0.1", "-p"])
-        .arg(broker.addr.port().to_string())
-        .kill_on_drop(true);
-    command
-}
-
-/// Runs a mosquitto tool to completion within the wait, `stdin` written to it; returns
-/// stdout.
-async fn run_tool(mut command: Command, stdin: &[u8]) -> String {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tool runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).await.unwrap();
-    drop(input);
-    let output = timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("tool finishes in time")
-        .expect("tool runs");
-    assert!(output.status.success(), "{command:?} failed: {output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A running mosquitto_sub printing each message as a line starting with "MSG|".
