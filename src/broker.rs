@@ -8,13 +8,14 @@ use std::num::NonZeroU32;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytestring::ByteString;
 use tokio::sync::{Notify, Semaphore};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::MqttConfig;
+use crate::event_ids::EventIds;
 use crate::keep_alive::KeepAliveQueue;
 use crate::locks::{lock, read, write};
 use crate::message::{Message, Will};
@@ -24,7 +25,9 @@ use crate::router::{Matched, Subscriber, Subscription, SubscriptionTree};
 use crate::session::{
     Attachment, DelayedWill, Kick, Offer, QueueLimits, Queued, Session, SessionExpiry, SessionState,
 };
-use crate::storage::{Change, Storage, StorageError};
+use crate::storage::{
+    AtomicGuard, Change, Durable, Storage, StorageError, StoredMessage, StoredSession, Ticket,
+};
 use crate::topic::{level_count, TopicFilter};
 
 /// The longest single sleep of a session's timer.
@@ -45,6 +48,7 @@ pub struct Broker {
     room: Notify,
     /// A permit for each connection that may still open (`max_connections`).
     admission: Semaphore,
+    event_ids: EventIds,
 }
 
 /// A session in the registry, found by its client id: the id is not stored twice.
@@ -105,14 +109,30 @@ struct Delivery<'a> {
 pub struct Attached {
     pub session: Arc<Session>,
     pub session_present: bool,
+    /// What the CONNACK waits for: the session in storage.
+    pub ticket: Ticket,
+}
+
+/// What publishing a message did.
+pub struct Published {
+    /// A session whose queue this message took beyond its limits: a publisher that can
+    /// wait (a connection) pauses until that queue has room again.
+    pub congested: Option<Arc<Session>>,
+    /// What an acknowledgement of the message waits for: the message stored for every
+    /// persistent session it was queued for, and as retained.
+    pub ticket: Ticket,
 }
 
 impl Broker {
-    /// A broker holding what `storage` recorded before.
-    pub fn new(limits: MqttConfig, storage: Arc<dyn Storage>) -> Result<Broker, StorageError> {
+    /// A broker holding what `storage` recorded before. A session offline for longer
+    /// than its expiry is removed; the others end that long after they went offline (or
+    /// after now, for those connected when the broker stopped).
+    pub fn new(limits: MqttConfig, storage: Arc<dyn Storage>) -> Result<Arc<Broker>, StorageError> {
         let started = Instant::now();
         let snapshot = storage.load()?;
-        let broker = Broker {
+        let (event_ids, reserved) = EventIds::resume(snapshot.event_ids_reserved);
+        storage.record(Change::EventIdsReserved { below: reserved });
+        let broker = Arc::new(Broker {
             sessions: Mutex::default(),
             subscriptions: RwLock::default(),
             retained: RwLock::default(),
@@ -123,51 +143,91 @@ impl Broker {
             room: Notify::new(),
             admission: Semaphore::new(limits.max_connections.0),
             limits,
-        };
-        let mut queued_total = 0;
+            event_ids,
+        });
+        let (mut queued, mut expired) = (0, 0);
         for (client_id, stored) in snapshot.sessions {
-            let session = Arc::new(Session::new(client_id.clone(), stored.expiry));
-            {
-                let mut state = session.lock();
-                for (seq, message) in stored.queued {
-                    state.restore(Queued {
-                        seq,
-                        message,
-                        share: None,
-                    });
-                    queued_total += 1;
-                }
-                state.subscriptions = stored.subscriptions;
-                let mut tree = write(&broker.subscriptions);
-                for (filter, subscription) in &state.subscriptions {
-                    let session = session.clone();
-                    let subscription = *subscription;
-                    tree.insert(
-                        filter,
-                        Subscriber {
-                            session,
-                            subscription,
-                        },
-                    );
-                }
+            match broker.restore_session(client_id, stored) {
+                Some(count) => queued += count,
+                None => expired += 1,
             }
-            lock(&broker.sessions).replace(ById(session));
         }
-        let retained_count = snapshot.retained.len();
+        let retained = snapshot.retained.len();
         for message in snapshot.retained.into_values() {
             write(&broker.retained).set(message, usize::MAX);
         }
-        let sessions = lock(&broker.sessions).len();
-        if sessions + retained_count > 0 {
-            info!(
-                sessions,
-                queued = queued_total,
-                retained = retained_count,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "state loaded"
-            );
-        }
+        info!(
+            sessions = lock(&broker.sessions).len(),
+            queued,
+            retained,
+            expired_sessions = expired,
+            next_event_id = broker.event_ids.upcoming(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state loaded"
+        );
         Ok(broker)
+    }
+
+    /// Puts back a stored session with its subscriptions, queued and in-flight messages
+    /// and QoS 2 packet ids; returns how many messages it has queued, or `None` if it
+    /// expired while the broker was down.
+    fn restore_session(
+        self: &Arc<Self>,
+        client_id: ByteString,
+        stored: StoredSession,
+    ) -> Option<usize> {
+        let now = SystemTime::now();
+        let offline_for = stored.offline_since.map_or(Duration::ZERO, |since| {
+            now.duration_since(since).unwrap_or_default()
+        });
+        let expiry = Duration::from_secs(u64::from(stored.expiry.0));
+        let finite = stored.expiry != SessionExpiry::NEVER;
+        if finite && offline_for >= expiry {
+            self.record(Change::SessionRemoved { client_id });
+            return None;
+        }
+        if stored.offline_since.is_none() {
+            // Connected when the broker stopped: offline from now.
+            self.record(Change::Session {
+                client_id: client_id.clone(),
+                expiry: stored.expiry,
+                offline_since: Some(now),
+            });
+        }
+        let queued = stored.queued.len();
+        let session = Arc::new(Session::new(client_id, stored.expiry));
+        {
+            let mut state = session.lock();
+            state.stored = true;
+            for (seq, StoredMessage { message, in_flight }) in stored.queued {
+                let queued = Queued {
+                    seq,
+                    message,
+                    share: None,
+                };
+                state.restore(queued, in_flight);
+            }
+            for pkid in stored.incoming_qos2 {
+                state.restore_qos2(pkid);
+            }
+            let mut tree = write(&self.subscriptions);
+            for (filter, subscription) in &stored.subscriptions {
+                let subscriber = Subscriber {
+                    session: session.clone(),
+                    subscription: *subscription,
+                };
+                tree.insert(filter, subscriber);
+            }
+            drop(tree);
+            state.subscriptions = stored.subscriptions;
+            if finite {
+                let at = Instant::now() + (expiry - offline_for);
+                state.deadlines().expires_at = Some(at);
+                self.arm_timer(&session, &mut state, at);
+            }
+        }
+        lock(&self.sessions).replace(ById(session));
+        Some(queued)
     }
 
     /// Admits one more connection, unless `max_connections` are open.
@@ -186,10 +246,65 @@ impl Broker {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn record(&self, changes: &[Change]) {
-        if let Err(e) = self.storage.apply(changes) {
-            error!("storage write failed: {e}");
+    fn record(&self, change: Change) -> Ticket {
+        self.storage.record(change)
+    }
+
+    /// Records the change `change` makes, if `state` is a stored session's.
+    pub fn record_if_stored(
+        &self,
+        state: &SessionState,
+        change: impl FnOnce() -> Change,
+    ) -> Ticket {
+        if state.stored && !state.closed {
+            self.record(change())
+        } else {
+            Ticket::NONE
         }
+    }
+
+    /// Resolves once everything recorded up to `ticket` is durable.
+    pub fn durable(&self, ticket: Ticket) -> Durable {
+        self.storage.durable(ticket)
+    }
+
+    /// Makes the changes recorded until the guard drops durable together or not at all.
+    pub fn atomic(&self) -> AtomicGuard<'_> {
+        self.storage.atomic()
+    }
+
+    /// Writes out everything recorded; resolves once it is durable.
+    pub fn flush_storage(&self) -> Durable {
+        self.storage.flush()
+    }
+
+    /// Stores `state`'s session, with its expiry, as online: from scratch (its
+    /// subscriptions and queued messages too) if it was not stored yet.
+    fn store_session(&self, client_id: &ByteString, state: &mut SessionState) -> Ticket {
+        let mut ticket = self.record(Change::Session {
+            client_id: client_id.clone(),
+            expiry: state.expiry,
+            offline_since: None,
+        });
+        if !std::mem::replace(&mut state.stored, true) {
+            for (filter, subscription) in &state.subscriptions {
+                ticket = self.record(Change::Subscribed {
+                    client_id: client_id.clone(),
+                    filter: filter.clone(),
+                    subscription: *subscription,
+                });
+            }
+            for queued in state.queued() {
+                if queued.message.qos != QoS::AtMostOnce {
+                    ticket = self.record(Change::Queued {
+                        client_id: client_id.clone(),
+                        seq: queued.seq,
+                        message: queued.message.clone(),
+                    });
+                }
+            }
+        }
+        ticket
     }
 
     /// Attaches connection `connection_id` to the session of `client_id`: resumed when
@@ -244,22 +359,21 @@ impl Broker {
             }
         };
         let deadline = keep_alive.map(|keep_alive| Instant::now() + keep_alive);
-        {
+        let ticket = {
             let mut state = session.lock();
-            let was_persistent = state.persistent();
             state.expiry = expiry;
             if let Some(deadlines) = state.deadlines.as_deref_mut() {
                 deadlines.expires_at = None;
             }
-            if expiry != SessionExpiry::NONE && (!session_present || !was_persistent) {
-                self.record(&[Change::SessionCreated {
-                    client_id: client_id.clone(),
-                    expiry,
-                }]);
-            }
+            let ticket = if expiry != SessionExpiry::NONE || state.stored {
+                self.store_session(client_id, &mut state)
+            } else {
+                Ticket::NONE
+            };
             let attachment = Attachment::new(connection_id, deadline);
             session.set_attachment(&mut state, Some(attachment));
-        }
+            ticket
+        };
         // The sweeper locks sessions under its own lock: never the other way round.
         drop(sessions);
         if let Some(deadline) = deadline {
@@ -268,6 +382,7 @@ impl Broker {
         Ok(Attached {
             session,
             session_present,
+            ticket,
         })
     }
 
@@ -312,6 +427,12 @@ impl Broker {
             return;
         }
         let handed_over = state.take_shared(false);
+        let expiry = state.expiry;
+        self.record_if_stored(&state, || Change::Session {
+            client_id: session.client_id.clone(),
+            expiry,
+            offline_since: Some(SystemTime::now()),
+        });
         if state.expiry != SessionExpiry::NEVER {
             let at = Instant::now() + Duration::from_secs(u64::from(state.expiry.0));
             state.deadlines().expires_at = Some(at);
@@ -457,10 +578,10 @@ impl Broker {
             }
         }
         state.subscriptions.clear();
-        if state.persistent() {
-            self.record(&[Change::SessionRemoved {
+        if std::mem::take(&mut state.stored) {
+            self.record(Change::SessionRemoved {
                 client_id: session.client_id.clone(),
-            }]);
+            });
         }
         drop(state);
         self.hand_over(session, handed_over);
@@ -476,13 +597,13 @@ impl Broker {
             return;
         }
         let limits = self.queue_limits();
-        let persistent = from.lock().persistent();
+        let stored = from.lock().stored;
         for queued in messages {
-            if persistent {
-                self.record(&[Change::Delivered {
+            if stored {
+                self.record(Change::Delivered {
                     client_id: from.client_id.clone(),
                     seq: queued.seq,
-                }]);
+                });
             }
             let Some(share) = &queued.share else {
                 continue;
@@ -521,12 +642,14 @@ impl Broker {
 
     /// Routes `message`, published by client `publisher` (none for a will or the
     /// broker's own), to every matching subscription and updates the retained store.
-    ///
-    /// Returns a session whose queue this message took beyond its limits: a publisher
-    /// that can wait (a connection) pauses until that queue has room again.
-    pub fn publish(&self, message: Message, publisher: Option<&str>) -> Option<Arc<Session>> {
+    pub fn publish(&self, message: Message, publisher: Option<&str>) -> Published {
+        let (_id, reservation) = self.event_ids.next();
+        if let Some(below) = reservation {
+            self.record(Change::EventIdsReserved { below });
+        }
+        let mut ticket = Ticket::NONE;
         if message.retain {
-            self.retain(&message);
+            ticket = self.retain(&message);
         }
         // Offline sessions may keep a message for long: they get one exact-size copy,
         // not a slice pinning the publisher's receive buffer.
@@ -551,7 +674,8 @@ impl Broker {
                 subscription_ids: &subscription_ids,
                 share: share.as_ref(),
             };
-            let offer = self.deliver(&session, &message, &kept, delivery);
+            let (offer, recorded) = self.deliver(&session, &message, &kept, delivery);
+            ticket = ticket.max(recorded);
             if matches!(
                 offer,
                 Offer::Queued {
@@ -563,35 +687,36 @@ impl Broker {
                 congested = Some(session);
             }
         }
-        congested
+        Published { congested, ticket }
     }
 
-    fn retain(&self, message: &Message) {
+    fn retain(&self, message: &Message) -> Ticket {
         let mut retained = write(&self.retained);
         if message.payload.is_empty() {
             retained.remove(&message.topic);
-            self.record(&[Change::RetainedCleared {
+            return self.record(Change::RetainedCleared {
                 topic: message.topic.clone(),
-            }]);
-            return;
+            });
         }
         let message = message.detached();
         if retained.set(message.clone(), self.limits.max_retained_messages) {
-            self.record(&[Change::Retained { message }]);
+            self.record(Change::Retained { message })
         } else {
             warn!(topic = %message.topic, "retained message limit reached, message not retained");
+            Ticket::NONE
         }
     }
 
     /// Offers `message` at `qos` to one session's queue and wakes its connection.
-    /// `detached` holds (or receives) the exact-size copy for offline sessions.
+    /// `detached` holds (or receives) the exact-size copy for offline sessions. Returns
+    /// the ticket of the message stored for a stored session.
     fn deliver(
         &self,
         session: &Session,
         message: &Message,
         detached: &OnceCell<Message>,
         delivery: Delivery,
-    ) -> Offer {
+    ) -> (Offer, Ticket) {
         let Delivery {
             qos,
             retain,
@@ -601,7 +726,7 @@ impl Broker {
         } = delivery;
         let mut state = session.lock();
         if state.closed {
-            return Offer::NotKept;
+            return (Offer::NotKept, Ticket::NONE);
         }
         let source = if state.is_connected() {
             message
@@ -612,16 +737,17 @@ impl Broker {
         if !subscription_ids.is_empty() {
             message = message.with_subscription_ids(subscription_ids);
         }
-        let stored = (state.persistent() && qos != QoS::AtMostOnce).then(|| message.clone());
+        let stored = (state.stored && qos != QoS::AtMostOnce).then(|| message.clone());
         let offer = state.offer(message, share.cloned(), limits);
+        let mut ticket = Ticket::NONE;
         match offer {
             Offer::Queued { seq, .. } => {
                 if let Some(message) = stored {
-                    self.record(&[Change::Queued {
+                    ticket = self.record(Change::Queued {
                         client_id: session.client_id.clone(),
                         seq,
                         message,
-                    }]);
+                    });
                 }
                 let waker = state.signal();
                 drop(state);
@@ -634,7 +760,7 @@ impl Broker {
             }
             Offer::NotKept => {}
         }
-        offer
+        (offer, ticket)
     }
 
     /// Returns once `session`'s queue has room within `limits` (see
@@ -660,24 +786,22 @@ impl Broker {
     /// The queued message `seq` of `session` was acknowledged (or dropped): forget it.
     pub fn delivered(&self, session: &Session, seq: u64) {
         let state = session.lock();
-        if state.persistent() && !state.closed {
-            self.record(&[Change::Delivered {
-                client_id: session.client_id.clone(),
-                seq,
-            }]);
-        }
+        self.record_if_stored(&state, || Change::Delivered {
+            client_id: session.client_id.clone(),
+            seq,
+        });
     }
 
     /// Subscribes `session` to each filter, answering with one reason code a filter: the
     /// QoS granted, or why it was refused. `id` is the SUBSCRIBE's Subscription
     /// Identifier. Retained messages are queued after the subscription is in place, as
-    /// each filter's Retain Handling says.
+    /// each filter's Retain Handling says. Also returns what the SUBACK waits for.
     pub fn subscribe(
         &self,
         session: &Arc<Session>,
         filters: &[(ByteString, SubscriptionOptions)],
         id: Option<NonZeroU32>,
-    ) -> Vec<ReasonCode> {
+    ) -> (Vec<ReasonCode>, Ticket) {
         // A filter repeated later in the same packet replaces its subscription at once,
         // so retained messages are sent only for its last occurrence.
         let mut seen = HashSet::with_capacity(filters.len());
@@ -687,11 +811,12 @@ impl Broker {
             .map(|(raw, _)| seen.insert(&**raw))
             .collect();
         let mut refused = None;
+        let mut ticket = Ticket::NONE;
         let codes: Vec<_> = filters
             .iter()
             .zip(last.into_iter().rev())
             .map(|((raw, options), last)| {
-                match self.subscribe_one(session, raw, options, id, last) {
+                match self.subscribe_one(session, raw, options, id, last, &mut ticket) {
                     Ok(qos) => ReasonCode::granted(qos),
                     Err((code, why)) => {
                         refused.get_or_insert((raw, why));
@@ -705,11 +830,12 @@ impl Broker {
             let count = codes.iter().filter(|c| c.is_error()).count();
             warn!(client = %session.client_id, %filter, count, "subscription refused: {why}");
         }
-        codes
+        (codes, ticket)
     }
 
     /// One filter of a SUBSCRIBE: the granted QoS, or the reason code refusing it and
-    /// why. `last`: no later filter of the same packet replaces it.
+    /// why. `last`: no later filter of the same packet replaces it. `ticket` is moved to
+    /// the subscription's record.
     fn subscribe_one(
         &self,
         session: &Arc<Session>,
@@ -717,6 +843,7 @@ impl Broker {
         options: &SubscriptionOptions,
         id: Option<NonZeroU32>,
         last: bool,
+        ticket: &mut Ticket,
     ) -> Result<QoS, (ReasonCode, String)> {
         if !self.topic_depth_allowed(raw) {
             let why = format!(
@@ -756,13 +883,11 @@ impl Broker {
                 subscription,
             };
             write(&self.subscriptions).insert(&filter, subscriber);
-            if state.persistent() {
-                self.record(&[Change::Subscribed {
-                    client_id: session.client_id.clone(),
-                    filter: filter.clone(),
-                    subscription,
-                }]);
-            }
+            *ticket = (*ticket).max(self.record_if_stored(&state, || Change::Subscribed {
+                client_id: session.client_id.clone(),
+                filter: filter.clone(),
+                subscription,
+            }));
             existed
         };
         // Shared subscriptions get no retained messages (MQTT 5.0, 4.8.2).
@@ -800,9 +925,9 @@ impl Broker {
             let mut store = write(&self.retained);
             for message in expired {
                 if store.remove_expired(&message.topic, now) {
-                    self.record(&[Change::RetainedCleared {
+                    self.record(Change::RetainedCleared {
                         topic: message.topic,
-                    }]);
+                    });
                 }
             }
         }
@@ -816,16 +941,21 @@ impl Broker {
             };
             // Retained messages are exact-size copies already.
             let copy = OnceCell::from(message.clone());
-            if self.deliver(session, message, &copy, delivery) == Offer::QueueFull {
+            if self.deliver(session, message, &copy, delivery).0 == Offer::QueueFull {
                 break;
             }
         }
     }
 
     /// Removes the session's subscriptions to exactly these filters, answering with one
-    /// reason code a filter.
-    pub fn unsubscribe(&self, session: &Arc<Session>, filters: &[ByteString]) -> Vec<ReasonCode> {
-        filters
+    /// reason code a filter; also returns what the UNSUBACK waits for.
+    pub fn unsubscribe(
+        &self,
+        session: &Arc<Session>,
+        filters: &[ByteString],
+    ) -> (Vec<ReasonCode>, Ticket) {
+        let mut ticket = Ticket::NONE;
+        let codes = filters
             .iter()
             .map(|raw| {
                 let Ok(filter) = TopicFilter::new(raw.clone()) else {
@@ -836,15 +966,14 @@ impl Broker {
                     return ReasonCode::NO_SUBSCRIPTION_EXISTED;
                 }
                 write(&self.subscriptions).remove(&filter, &session.client_id);
-                if state.persistent() {
-                    self.record(&[Change::Unsubscribed {
-                        client_id: session.client_id.clone(),
-                        filter,
-                    }]);
-                }
+                ticket = ticket.max(self.record_if_stored(&state, || Change::Unsubscribed {
+                    client_id: session.client_id.clone(),
+                    filter,
+                }));
                 ReasonCode::SUCCESS
             })
-            .collect()
+            .collect();
+        (codes, ticket)
     }
 }
 
@@ -860,9 +989,8 @@ mod tests {
     /// disconnect, leaves one timer task behind, not one per disconnect.
     #[tokio::test]
     async fn reconnecting_in_a_loop_leaves_one_session_timer() {
-        let broker = Arc::new(
-            Broker::new(MqttConfig::default(), Arc::new(MemoryStorage::default())).unwrap(),
-        );
+        let broker =
+            Broker::new(MqttConfig::default(), Arc::new(MemoryStorage::default())).unwrap();
         let client_id = ByteString::from_static("looping");
         let tasks = || {
             tokio::runtime::Handle::current()
@@ -890,9 +1018,8 @@ mod tests {
     /// publisher that paused on it once a drain makes room.
     #[tokio::test]
     async fn a_paused_publisher_is_woken_by_the_drain_that_makes_room() {
-        let broker = Arc::new(
-            Broker::new(MqttConfig::default(), Arc::new(MemoryStorage::default())).unwrap(),
-        );
+        let broker =
+            Broker::new(MqttConfig::default(), Arc::new(MemoryStorage::default())).unwrap();
         let limits = QueueLimits {
             messages: 2,
             bytes: 1024,

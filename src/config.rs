@@ -65,11 +65,14 @@ impl From<ListenerProtocol> for String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// Keep durable state on disk. Until the sled store lands, state is kept in memory
-    /// either way and the broker says so at start.
+    /// Keep durable state on disk (persistent sessions, retained messages, event ids).
     pub persistence: bool,
+    /// The database directory.
     pub path: PathBuf,
+    /// When writes reach the disk, and whether acknowledgements wait for them.
     pub sync: SyncMode,
+    /// How often `sync = "interval"` flushes, in milliseconds.
+    pub sync_interval_ms: SyncInterval,
 }
 
 impl Default for StorageConfig {
@@ -78,6 +81,7 @@ impl Default for StorageConfig {
             persistence: true,
             path: PathBuf::from("./data"),
             sync: SyncMode::Always,
+            sync_interval_ms: SyncInterval(1000),
         }
     }
 }
@@ -85,8 +89,12 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
+    /// Each PUBACK, PUBREC and SUBACK waits until what it acknowledges is flushed; all
+    /// writes waiting meanwhile share one flush.
     Always,
+    /// Flushed every `sync_interval_ms`; acknowledgements do not wait.
     Interval,
+    /// Flushed only at shutdown (and when sled's buffers fill).
     Never,
 }
 
@@ -228,6 +236,10 @@ bounded!(
 bounded!(
     /// Seconds to wait for CONNECT.
     ConnectTimeout, 1, 3600, "a connect timeout in seconds"
+);
+bounded!(
+    /// Milliseconds between flushes with `sync = "interval"`.
+    SyncInterval, 1, 3_600_000, "a flush interval in milliseconds"
 );
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

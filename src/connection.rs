@@ -25,7 +25,7 @@ use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
 use crate::auth::Authenticator;
-use crate::broker::{Admitted, Attached, Broker};
+use crate::broker::{Admitted, Attached, Broker, Published};
 use crate::config::MqttConfig;
 use crate::message::{Message, MessageProperties, Will};
 use crate::protocol::{
@@ -33,6 +33,7 @@ use crate::protocol::{
     PropertyFields, ProtocolVersion, QoS, ReasonCode, SubAck, UnsubAck, MAX_REMAINING_LENGTH,
 };
 use crate::session::{Acked, IncomingQos2, Kick, Session, SessionExpiry};
+use crate::storage::{Change, Durable, Ticket};
 
 /// Output beyond this many bytes stops reading until the peer catches up.
 const HIGH_WATER: usize = 64 * 1024;
@@ -128,6 +129,8 @@ enum Close {
     TakenOver,
     #[error("server shutting down")]
     Shutdown,
+    #[error("storage failed")]
+    Storage,
 }
 
 impl Close {
@@ -149,6 +152,7 @@ impl Close {
             Close::KeepAliveExpired => (ReasonCode::KEEP_ALIVE_TIMEOUT, None),
             Close::TakenOver => (ReasonCode::SESSION_TAKEN_OVER, None),
             Close::Shutdown => (ReasonCode::SERVER_SHUTTING_DOWN, None),
+            Close::Storage => (ReasonCode::UNSPECIFIED_ERROR, Some("storage failed")),
             Close::Disconnect { .. } | Close::PeerClosed | Close::Io(_) => return None,
         };
         let mut disconnect = Disconnect {
@@ -281,6 +285,7 @@ where
     let Attached {
         session,
         session_present,
+        ticket,
     } = match attached {
         Ok(attached) => attached,
         Err(reason) => {
@@ -337,8 +342,10 @@ where
         sizing: ReadSizing::default(),
         more_to_send: true,
         deadline_stale: false,
+        held: None,
     });
     let client_max = connect.properties.maximum_packet_size;
+    link.hold(ticket);
     write_connack(&mut link.encoder, connack, client_max, &mut link.output);
     // Sent after the CONNACK, by the first drain.
     link.session.lock().resend_inflight();
@@ -635,6 +642,20 @@ struct Link<S> {
     /// The keep-alive deadline in the session is to be moved: packets arrived, or a
     /// pause began or ended.
     deadline_stale: bool,
+    /// Output that acknowledges what storage has not made durable yet. Boxed: only
+    /// stored sessions and publishers to them ever wait.
+    held: Option<Box<Held>>,
+}
+
+/// The end of a connection's output, held back until storage reaches a ticket.
+struct Held {
+    /// Bytes at the front of the output that may go out meanwhile.
+    free: usize,
+    /// What the rest waits for.
+    ticket: Ticket,
+    /// The wait in progress, and the ticket it is for (tickets come in while it runs).
+    wait: Durable,
+    waiting_for: Ticket,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
@@ -673,12 +694,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         if let Err(close) = self.sync(cx.waker()) {
             return Poll::Ready(Err(close));
         }
+        let writable = match self.poll_held(cx) {
+            Err(close) => return Poll::Ready(Err(close)),
+            Ok(writable) => writable,
+        };
         let mut wrote = false;
-        if !self.output.is_empty() {
-            match Pin::new(&mut self.stream).poll_write(cx, &self.output) {
+        if writable > 0 {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.output[..writable]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(Close::PeerClosed)),
                 Poll::Ready(Ok(n)) => {
                     self.output.advance(n);
+                    if let Some(held) = &mut self.held {
+                        held.free -= n;
+                    }
                     release_if_empty(&mut self.output);
                     wrote = true;
                 }
@@ -709,6 +737,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         }
     }
 
+    /// Holds what is written to the output from now on until storage has made `ticket`
+    /// durable (nothing to hold for `Ticket::NONE`).
+    fn hold(&mut self, ticket: Ticket) {
+        self.hold_from(ticket, self.output.len());
+    }
+
+    /// Holds the output from byte `from` on until `ticket` is durable.
+    fn hold_from(&mut self, ticket: Ticket, from: usize) {
+        if ticket == Ticket::NONE {
+            return;
+        }
+        match &mut self.held {
+            Some(held) => held.ticket = held.ticket.max(ticket),
+            None => {
+                self.held = Some(Box::new(Held {
+                    free: from,
+                    ticket,
+                    wait: self.broker.durable(ticket),
+                    waiting_for: ticket,
+                }))
+            }
+        }
+    }
+
+    /// Lets held output go once durable; returns how many bytes of the output may be
+    /// written now.
+    fn poll_held(&mut self, cx: &mut TaskContext<'_>) -> Result<usize, Close> {
+        while let Some(held) = &mut self.held {
+            match held.wait.as_mut().poll(cx) {
+                Poll::Pending => return Ok(held.free),
+                Poll::Ready(Err(_)) => return Err(Close::Storage),
+                Poll::Ready(Ok(())) if held.ticket > held.waiting_for => {
+                    held.waiting_for = held.ticket;
+                    held.wait = self.broker.durable(held.ticket);
+                }
+                Poll::Ready(Ok(())) => self.held = None,
+            }
+        }
+        Ok(self.output.len())
+    }
+
     /// Catches up with the session: a kick ends the connection; otherwise the keep-alive
     /// deadline is moved if due, and queued messages go to the output as far as it and
     /// the in-flight window allow. `waker` is registered for the next signal.
@@ -724,13 +793,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         }
         if self.more_to_send && self.output.len() < LOW_WATER {
             let window = usize::from(self.window);
-            let dropped = state.drain(window, &mut self.encoder, &mut self.output, LOW_WATER);
+            let before = self.output.len();
+            let drained = state.drain(window, &mut self.encoder, &mut self.output, LOW_WATER);
+            // Recorded under the session's lock, so that no acknowledgement of these
+            // messages is recorded first. A QoS 2 message goes out only once its packet
+            // id is stored: sent again after a restart with another, it would be new to
+            // the client.
+            let mut ticket = Ticket::NONE;
+            for sent in &drained.sent {
+                let recorded = self.broker.record_if_stored(&state, || Change::InFlight {
+                    client_id: self.session.client_id.clone(),
+                    seq: sent.seq,
+                    pkid: sent.pkid,
+                    released: false,
+                });
+                if sent.qos == QoS::ExactlyOnce {
+                    ticket = recorded;
+                }
+            }
             let room_made = state.take_room_made(self.broker.queue_limits());
             drop(state);
+            self.hold_from(ticket, before);
             if room_made {
                 self.broker.room_made();
             }
-            for seq in dropped {
+            for seq in drained.dropped {
                 self.broker.delivered(&self.session, seq);
             }
             // Anything left waits for room: an acknowledgement or a write sets this again.
@@ -757,7 +844,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             Close::Disconnect { .. } | Close::PeerClosed | Close::Shutdown | Close::TakenOver => {
                 info!(%peer, client = %client_id, reason = %close, "client disconnected")
             }
-            Close::Io(_) | Close::Protocol { .. } | Close::KeepAliveExpired => {
+            Close::Io(_) | Close::Protocol { .. } | Close::KeepAliveExpired | Close::Storage => {
                 warn!(%peer, client = %client_id, reason = %close, "connection closed")
             }
         }
@@ -769,6 +856,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             }
         }
         self.broker.detach(&self.session, self.connection_id);
+        // What waits for storage goes out only once durable.
+        if let Some(held) = self.held.take() {
+            let durable = timeout(FAREWELL_TIMEOUT, self.broker.durable(held.ticket)).await;
+            if !matches!(durable, Ok(Ok(()))) {
+                self.output.truncate(held.free);
+            }
+        }
         if self.v5() {
             if let Some(disconnect) = close.disconnect_packet() {
                 self.encoder
@@ -840,46 +934,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                     retain: publish.retain,
                     properties,
                 };
-                let fresh = match publish.qos {
-                    QoS::AtMostOnce => true,
-                    QoS::AtLeastOnce => {
-                        self.send(&Packet::PubAck(Ack::new(publish.pkid)));
-                        true
-                    }
+                let pkid = publish.pkid;
+                let publisher = Some(&*self.session.client_id);
+                // Acknowledged once what it led to is durable.
+                let (published, ack) = match publish.qos {
+                    QoS::AtMostOnce => (self.broker.publish(message, publisher), None),
+                    QoS::AtLeastOnce => (
+                        self.broker.publish(message, publisher),
+                        Some(Packet::PubAck(Ack::new(pkid))),
+                    ),
                     QoS::ExactlyOnce => {
-                        // MQTT 5.0's Receive Maximum; 3.x has none, and its packet ids
-                        // bound the state anyway.
-                        let max = if self.v5() {
-                            self.broker.limits.max_inflight_messages.0
-                        } else {
-                            usize::MAX
-                        };
-                        let incoming = self.session.lock().receive_qos2(publish.pkid, max);
-                        if incoming == IncomingQos2::OverLimit {
-                            return Err(Close::protocol(
-                                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                                format!("more than {max} QoS 2 messages awaiting PUBREL"),
-                            ));
-                        }
-                        self.send(&Packet::PubRec(Ack::new(publish.pkid)));
-                        // Delivered on first receipt; a resend before PUBREL is not.
-                        incoming == IncomingQos2::Fresh
+                        let published = self.publish_exactly_once(pkid, message)?;
+                        (published, Some(Packet::PubRec(Ack::new(pkid))))
                     }
                 };
-                let publisher = Some(&*self.session.client_id);
-                let congested = fresh
-                    .then(|| self.broker.publish(message, publisher))
-                    .flatten();
-                if let Some(congested) = congested {
+                if let Some(ack) = ack {
+                    self.hold(published.ticket);
+                    self.send(&ack);
+                }
+                if let Some(congested) = published.congested {
                     self.pause(congested);
                 }
             }
             Packet::PubRel(rel) => {
-                let known = self.session.lock().release_qos2(rel.pkid);
-                let reason = if known {
-                    ReasonCode::SUCCESS
-                } else {
-                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                let ticket = {
+                    let mut state = self.session.lock();
+                    let known = state.release_qos2(rel.pkid);
+                    known.then(|| {
+                        self.broker
+                            .record_if_stored(&state, || Change::Qos2Released {
+                                client_id: self.session.client_id.clone(),
+                                pkid: rel.pkid,
+                            })
+                    })
+                };
+                let reason = match ticket {
+                    Some(ticket) => {
+                        // PUBCOMP frees the packet id: a crash must not bring it back.
+                        self.hold(ticket);
+                        ReasonCode::SUCCESS
+                    }
+                    None => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
                 };
                 self.send(&Packet::PubComp(Ack::with_reason(rel.pkid, reason)));
             }
@@ -895,9 +990,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 } else {
                     state.pubrec(rec.pkid)
                 };
+                // Once PUBREL is sent, a restart must send PUBREL again, not the message.
+                let ticket = match acked {
+                    Acked::Released(seq) => {
+                        self.broker.record_if_stored(&state, || Change::InFlight {
+                            client_id: self.session.client_id.clone(),
+                            seq,
+                            pkid: rec.pkid,
+                            released: true,
+                        })
+                    }
+                    _ => Ticket::NONE,
+                };
                 drop(state);
                 match acked {
-                    Acked::Released => self.send(&Packet::PubRel(Ack::new(rec.pkid))),
+                    Acked::Released(_) => {
+                        self.hold(ticket);
+                        self.send(&Packet::PubRel(Ack::new(rec.pkid)))
+                    }
                     // MQTT 5.0 says why it does not know the packet id; 3.x says nothing.
                     Acked::Unknown if self.v5() && !rec.reason.is_error() => {
                         self.send(&Packet::PubRel(Ack::with_reason(
@@ -928,7 +1038,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                         "No Local on a shared subscription",
                     ));
                 }
-                let codes = self.broker.subscribe(
+                let (codes, ticket) = self.broker.subscribe(
                     &self.session,
                     &subscribe.filters,
                     id.and_then(std::num::NonZeroU32::new),
@@ -938,17 +1048,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                     codes,
                     properties: Default::default(),
                 };
+                self.hold(ticket);
                 self.send(&Packet::SubAck(ack));
                 // Retained messages were queued: send them after the SUBACK.
                 self.more_to_send = true;
             }
             Packet::Unsubscribe(unsubscribe) => {
-                let codes = self.broker.unsubscribe(&self.session, &unsubscribe.filters);
+                let (codes, ticket) = self.broker.unsubscribe(&self.session, &unsubscribe.filters);
                 let ack = UnsubAck {
                     pkid: unsubscribe.pkid,
                     codes,
                     properties: Default::default(),
                 };
+                self.hold(ticket);
                 self.send(&Packet::UnsubAck(ack));
             }
             Packet::PingReq => self.send(&Packet::PingResp),
@@ -992,6 +1104,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             }
         }
         Ok(())
+    }
+
+    /// Records an incoming QoS 2 packet id and publishes its message on first receipt
+    /// (a resend before PUBREL is not published again): both reach storage together or
+    /// not at all, so that after a crash the resent PUBLISH is neither lost nor doubled.
+    fn publish_exactly_once(&mut self, pkid: u16, message: Message) -> Result<Published, Close> {
+        // MQTT 5.0's Receive Maximum; 3.x has none, and its packet ids bound the state.
+        let max = if self.v5() {
+            self.broker.limits.max_inflight_messages.0
+        } else {
+            usize::MAX
+        };
+        let broker = &self.broker;
+        let _atomic = broker.atomic();
+        let (incoming, ticket) = {
+            let mut state = self.session.lock();
+            let incoming = state.receive_qos2(pkid, max);
+            // Recorded again for a resend, so that its PUBREC too waits for the flush.
+            let ticket = match incoming {
+                IncomingQos2::OverLimit => Ticket::NONE,
+                IncomingQos2::Fresh | IncomingQos2::Repeated => {
+                    broker.record_if_stored(&state, || Change::Qos2Received {
+                        client_id: self.session.client_id.clone(),
+                        pkid,
+                    })
+                }
+            };
+            (incoming, ticket)
+        };
+        match incoming {
+            IncomingQos2::OverLimit => Err(Close::protocol(
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                format!("more than {max} QoS 2 messages awaiting PUBREL"),
+            )),
+            IncomingQos2::Repeated => Ok(Published {
+                congested: None,
+                ticket,
+            }),
+            IncomingQos2::Fresh => {
+                let mut published = broker.publish(message, Some(&*self.session.client_id));
+                published.ticket = published.ticket.max(ticket);
+                Ok(published)
+            }
+        }
     }
 
     fn acknowledged(&mut self, acked: Acked) {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;
+mod event_ids;
 pub mod keep_alive;
 mod level_tree;
 mod locks;

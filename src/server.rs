@@ -14,7 +14,7 @@ use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::config::{Config, ListenerProtocol};
 use crate::connection::{self, Context};
-use crate::storage::{Storage, Volatile};
+use crate::storage::{SledStorage, Storage, StorageError, Volatile};
 
 /// How long shutdown waits for connections to reach a safe state.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -33,19 +33,29 @@ pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
     #[error(transparent)]
-    Storage(#[from] crate::storage::StorageError),
+    Storage(#[from] StorageError),
 }
 
 impl Server {
-    /// Binds every listener of `config` and starts serving, with state kept in memory.
+    /// Binds every listener of `config` and starts serving, with durable state in the
+    /// database `config` names, or in memory only without persistence.
     pub async fn start(config: &Config) -> Result<Server, StartError> {
-        if config.storage.persistence {
-            warn!(
-                "storage.persistence is on, but this version keeps state in memory only: \
-                 sessions and retained messages do not survive a restart"
-            );
-        }
-        Server::start_with_storage(config, Arc::new(Volatile)).await
+        let storage: Arc<dyn Storage> = if config.storage.persistence {
+            let storage = &config.storage;
+            let interval = Duration::from_millis(storage.sync_interval_ms.0 as u64);
+            let path = storage.path.clone();
+            let sync = storage.sync;
+            // Opening replays sled's log: blocking work.
+            let opened =
+                tokio::task::spawn_blocking(move || SledStorage::open(&path, sync, interval))
+                    .await
+                    .map_err(|e| StorageError::Io(e.to_string()))??;
+            info!(path = %storage.path.display(), sync = ?storage.sync, "storage opened");
+            Arc::new(opened)
+        } else {
+            Arc::new(Volatile)
+        };
+        Server::start_with_storage(config, storage).await
     }
 
     /// Binds every listener of `config` and starts serving, on state from `storage`.
@@ -53,7 +63,7 @@ impl Server {
         config: &Config,
         storage: Arc<dyn Storage>,
     ) -> Result<Server, StartError> {
-        let broker = Arc::new(Broker::new(config.mqtt.clone(), storage)?);
+        let broker = Broker::new(config.mqtt.clone(), storage)?;
         let auth = Arc::new(Authenticator::new(&config.auth));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut local_addrs = Vec::new();
@@ -114,6 +124,9 @@ impl Server {
             .is_err()
         {
             warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
+        }
+        if let Err(e) = self.broker.flush_storage().await {
+            error!("storage not flushed at shutdown: {e}");
         }
         info!("broker stopped");
     }

@@ -163,6 +163,8 @@ pub struct SessionState {
     /// The session has ended (discarded by a clean-session connection or a takeover);
     /// a connection that still holds it must not add subscriptions or record changes.
     pub closed: bool,
+    /// The session is in storage: its changes are recorded there.
+    pub stored: bool,
     pub attachment: Option<Attachment>,
     pub subscriptions: HashMap<TopicFilter, Subscription>,
     /// Boxed, and only while anything is in motion: an idle session holds none of it.
@@ -210,6 +212,23 @@ pub enum Offer {
     NotKept,
 }
 
+/// What one drain moved: see `SessionState::drain`.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// Sequence numbers of QoS 1/2 messages dropped, which count as done.
+    pub dropped: Vec<u64>,
+    /// QoS 1/2 messages sent for the first time (stored sessions only).
+    pub sent: Vec<Sent>,
+}
+
+/// A QoS 1/2 message sent for the first time.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub seq: u64,
+    pub pkid: u16,
+    pub qos: QoS,
+}
+
 /// What an incoming QoS 2 PUBLISH is to the session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum IncomingQos2 {
@@ -226,8 +245,8 @@ pub enum IncomingQos2 {
 pub enum Acked {
     /// The message with this sequence number is fully delivered.
     Done(u64),
-    /// PUBREC moved a QoS 2 message on; PUBREL is due.
-    Released,
+    /// PUBREC moved the QoS 2 message with this sequence number on; PUBREL is due.
+    Released(u64),
     /// No message in flight matches the acknowledgement.
     Unknown,
 }
@@ -241,6 +260,7 @@ impl Session {
                 expiry,
                 deadlines: None,
                 closed: false,
+                stored: false,
                 attachment: None,
                 subscriptions: HashMap::new(),
                 traffic: None,
@@ -425,10 +445,40 @@ impl SessionState {
         room
     }
 
-    /// Puts back a message loaded from storage, keeping its sequence number.
-    pub fn restore(&mut self, queued: Queued) {
+    /// Puts back a message loaded from storage, keeping its sequence number; one that
+    /// was in flight (`in_flight`: its packet id, and whether PUBREC arrived) is sent
+    /// again as it was.
+    pub fn restore(&mut self, queued: Queued, in_flight: Option<(u16, bool)>) {
         self.next_seq = self.next_seq.max(queued.seq + 1);
-        self.push(queued);
+        let stage = match (queued.message.qos, in_flight) {
+            (QoS::AtLeastOnce, Some(_)) => Awaiting::Ack,
+            (QoS::ExactlyOnce, Some((_, false))) => Awaiting::Rec,
+            (QoS::ExactlyOnce, Some((_, true))) => Awaiting::Comp,
+            _ => return self.push(queued),
+        };
+        let pkid = in_flight.map_or(0, |(pkid, _)| pkid);
+        let traffic = self.traffic();
+        traffic.last_pkid = pkid;
+        traffic.resends += 1;
+        traffic.inflight.push_back(InFlight {
+            pkid,
+            stage,
+            queued,
+            awaiting_resend: true,
+        });
+    }
+
+    /// Every message queued or in flight.
+    pub fn queued(&self) -> impl Iterator<Item = &Queued> {
+        self.traffic.iter().flat_map(|traffic| {
+            let in_flight = traffic.inflight.iter().map(|entry| &entry.queued);
+            in_flight.chain(traffic.pending.iter())
+        })
+    }
+
+    /// Puts back a QoS 2 packet id received and not yet released, loaded from storage.
+    pub fn restore_qos2(&mut self, pkid: u16) {
+        self.traffic().incoming_qos2.insert(pkid);
     }
 
     fn push(&mut self, queued: Queued) {
@@ -450,21 +500,23 @@ impl SessionState {
     /// window of `window` QoS 1/2 messages has room: first those to send again on a
     /// resumed session (PUBLISH with DUP set, or PUBREL where PUBREC already arrived),
     /// then pending ones. Messages that expired while waiting, and those too large for
-    /// the client, are dropped: returned are the sequence numbers of those of QoS 1/2,
-    /// which count as done.
+    /// the client, are dropped: those of QoS 1/2 count as done. A stored session also
+    /// learns which QoS 1/2 messages were sent first, with which packet id.
     pub fn drain(
         &mut self,
         window: usize,
         encoder: &mut Encoder,
         out: &mut BytesMut,
         high_water: usize,
-    ) -> Vec<u64> {
+    ) -> Drained {
+        let mut drained = Drained::default();
         let Some(traffic) = self.traffic.as_deref_mut() else {
-            return Vec::new();
+            return drained;
         };
-        let dropped = traffic.drain(window, encoder, out, high_water);
+        let sent = self.stored.then_some(&mut drained.sent);
+        traffic.drain(window, encoder, out, high_water, &mut drained.dropped, sent);
         self.settle();
-        dropped
+        drained
     }
 
     /// Takes the messages routed to this session through shared subscriptions that it
@@ -576,11 +628,12 @@ impl Traffic {
         encoder: &mut Encoder,
         out: &mut BytesMut,
         high_water: usize,
-    ) -> Vec<u64> {
+        dropped: &mut Vec<u64>,
+        mut first_sends: Option<&mut Vec<Sent>>,
+    ) {
         let now = Instant::now();
-        let mut dropped = Vec::new();
         if self.resends > 0 {
-            self.resend(window, encoder, out, high_water, now, &mut dropped);
+            self.resend(window, encoder, out, high_water, now, dropped);
         }
         while out.len() < high_water {
             let needs_slot = match self.pending.front() {
@@ -609,6 +662,13 @@ impl Traffic {
             }
             if let Some(stage) = stage {
                 self.last_pkid = pkid;
+                if let Some(first_sends) = first_sends.as_deref_mut() {
+                    first_sends.push(Sent {
+                        seq: queued.seq,
+                        pkid,
+                        qos: queued.message.qos,
+                    });
+                }
                 self.inflight.push_back(InFlight {
                     pkid,
                     stage,
@@ -617,7 +677,6 @@ impl Traffic {
                 });
             }
         }
-        dropped
     }
 
     /// The packet id after the last one used that no message in flight holds.
@@ -693,14 +752,15 @@ impl Traffic {
     }
 
     fn pubrec(&mut self, pkid: u16) -> Acked {
-        if let Some(i) = self.position(pkid, Awaiting::Rec) {
-            self.inflight[i].stage = Awaiting::Comp;
-            return Acked::Released;
-        }
-        match self.position(pkid, Awaiting::Comp) {
-            Some(_) => Acked::Released,
-            None => Acked::Unknown,
-        }
+        let found = self
+            .position(pkid, Awaiting::Rec)
+            .or_else(|| self.position(pkid, Awaiting::Comp));
+        let Some(i) = found else {
+            return Acked::Unknown;
+        };
+        let entry = &mut self.inflight[i];
+        entry.stage = Awaiting::Comp;
+        Acked::Released(entry.queued.seq)
     }
 }
 
