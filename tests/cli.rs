@@ -2,17 +2,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
-use common::{RawClient, WAIT};
+use common::process::{Process, HERALD};
+use common::RawClient;
 use mqttbytes::QoS;
-
-const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 
 fn herald(args: &[&str], dir: &Path) -> Output {
     Command::new(HERALD)
@@ -78,93 +73,11 @@ fn a_bad_configuration_names_line_and_key_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A running `herald` process, stopped by signal in the test.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-    log: mpsc::Receiver<String>,
-}
-
-impl Process {
-    /// Starts herald in `dir` on an ephemeral port, reading the bound address from its log.
-    fn start(dir: &Path) -> Process {
-        let config = write(
-            dir,
-            "broker.toml",
-            "[[listeners]]\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:0\"\n[storage]\npersistence = false\n",
-        );
-        let mut child = Command::new(HERALD)
-            .args(["--config", &config])
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("herald starts");
-        let stderr = child.stderr.take().unwrap();
-        let (lines, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut process = Process {
-            child,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            log,
-        };
-        let line = process.wait_for_log("mqtt listener on ");
-        let addr = line.rsplit(' ').next().unwrap();
-        process.addr = addr.parse().expect("address in log");
-        process
-    }
-
-    fn wait_for_log(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("herald did not log {needle:?} in time"),
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("herald did not exit in time");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_serves_clients_and_stops_gracefully_on_sigterm_and_sigint() {
     for signal in ["TERM", "INT"] {
         let dir = tempfile::tempdir().unwrap();
-        let mut herald = Process::start(dir.path());
+        let mut herald = Process::start(dir.path(), "[storage]\npersistence = false\n");
         let mut sub = RawClient::open(herald.addr).await;
         sub.connect("cli-sub", true).await;
         sub.subscribe(1, "t", QoS::AtLeastOnce).await;
