@@ -5,9 +5,11 @@
 # VmRSS/VmHWM. Every process it starts is stopped on exit.
 #
 #   benches/compare.sh [--quick] [--rounds N] [--scenarios a,b,...] [--brokers a,b,...]
-#                      [--base-port P] [--list]
+#                      [--base-port P] [--persistence always|interval|never] [--list]
 #
 # --quick: short runs, small counts, 1 round (under 2 minutes once built).
+# --persistence: Herald stores its state in sled with this sync mode, and Mosquitto
+#   with `persistence true` (rumqttd and the relay keep nothing on disk either way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ ONLY=""
 BROKERS="herald,mosquitto,rumqttd,relay"
 BASE_PORT=21883
 LIST=0
+PERSIST=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; ROUNDS=1 ;;
@@ -24,8 +27,9 @@ while [ $# -gt 0 ]; do
         --scenarios) ONLY="$2"; shift ;;
         --brokers) BROKERS="$2"; shift ;;
         --base-port) BASE_PORT="$2"; shift ;;
+        --persistence) PERSIST="$2"; shift ;;
         --list) LIST=1 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -37,6 +41,7 @@ if [ "$QUICK" = 1 ]; then
     VARIANTS=(
         "fan-in-q0|fan-in --qos 0 --publishers 4 --duration 1|msgs_per_s lost"
         "fan-in-q1|fan-in --qos 1 --publishers 4 --window 16 --duration 1|msgs_per_s"
+        "fan-in-q1-persistent|fan-in --qos 1 --publishers 4 --window 16 --duration 1 --persistent 1|msgs_per_s"
         "round-trip-q1|round-trip --qos 1 --window 16 --duration 1|acks_per_s rtt_p50_us rtt_p99_us"
         "round-trip-q2|round-trip --qos 2 --window 16 --duration 1|acks_per_s rtt_p99_us"
         "latency|latency --rate 10000 --duration 1|latency_p50_us latency_p99_us latency_p999_us"
@@ -49,6 +54,7 @@ else
     VARIANTS=(
         "fan-in-q0|fan-in --qos 0 --publishers 4 --duration 5|msgs_per_s lost"
         "fan-in-q1|fan-in --qos 1 --publishers 4 --window 16 --duration 5|msgs_per_s"
+        "fan-in-q1-persistent|fan-in --qos 1 --publishers 4 --window 16 --duration 5 --persistent 1|msgs_per_s"
         "round-trip-q1|round-trip --qos 1 --window 16 --duration 5|acks_per_s rtt_p50_us rtt_p99_us"
         "round-trip-q2|round-trip --qos 2 --window 16 --duration 5|acks_per_s rtt_p50_us rtt_p99_us"
         "latency|latency --rate 10000 --duration 5|latency_p50_us latency_p99_us latency_p999_us"
@@ -112,7 +118,17 @@ if want rumqttd && [ ! -x "$RUMQTTD" ]; then
 fi
 
 # Comparable limits: 20 messages in flight and 1000 queued per client, 64 MiB queued
-# bytes, no persistence, TCP_NODELAY, loopback only.
+# bytes, persistence as asked (off by default), TCP_NODELAY, loopback only.
+if [ -n "$PERSIST" ]; then
+    HERALD_STORAGE="persistence = true
+path = \"$WORK/herald-data\"
+sync = \"$PERSIST\""
+    MOSQUITTO_STORAGE="persistence true
+persistence_location $WORK/"
+else
+    HERALD_STORAGE="persistence = false"
+    MOSQUITTO_STORAGE="persistence false"
+fi
 start_broker() {
     local name=$1 port=$2
     case "$name" in
@@ -122,7 +138,7 @@ start_broker() {
 protocol = "mqtt"
 bind = "127.0.0.1:$port"
 [storage]
-persistence = false
+$HERALD_STORAGE
 [mqtt]
 max_inflight_messages = 20
 max_queued_messages = 1000
@@ -136,7 +152,7 @@ EOF
             cat > "$WORK/mosquitto.conf" <<EOF
 listener $port 127.0.0.1
 allow_anonymous true
-persistence false
+$MOSQUITTO_STORAGE
 max_inflight_messages 20
 max_queued_messages 1000
 max_queued_bytes 67108864

@@ -13,7 +13,8 @@ options (default):
   --qos 0|1|2        --payload 64      --window 16          --duration 5 (s)
   --publishers N     --subscribers N   --rate msg/s         --max N (messages per publisher)
   --connections 19000 --hold 5 (s)    --count 100000       --sessions 100  --messages 100
-  --settle 0 (s: retained, memory again this long after clearing)";
+  --settle 0 (s: retained, memory again this long after clearing)
+  --persistent 0|1 (fan-in: the subscriber keeps its session, clean session 0)";
 
 const KNOWN: &[&str] = &[
     "host",
@@ -33,6 +34,7 @@ const KNOWN: &[&str] = &[
     "sessions",
     "messages",
     "settle",
+    "persistent",
 ];
 
 pub struct Args {

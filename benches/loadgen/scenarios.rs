@@ -103,6 +103,27 @@ fn pub_spec(a: &Args, qos: u8, rate: Option<f64>) -> Result<PubSpec, Fail> {
     })
 }
 
+/// Who takes part in a [`PubSub`] run.
+struct Shape {
+    publishers: u64,
+    subscribers: u64,
+    /// The QoS subscribers ask for.
+    sub_qos: u8,
+    /// Subscribers start clean sessions (persistent ones otherwise).
+    clean: bool,
+}
+
+impl Shape {
+    fn new(publishers: u64, subscribers: u64, sub_qos: u8) -> Shape {
+        Shape {
+            publishers,
+            subscribers,
+            sub_qos,
+            clean: true,
+        }
+    }
+}
+
 /// Publishers on `lg/TAG/i`, subscribers on `lg/TAG/+`: what was sent and received.
 struct PubSub {
     start: Instant,
@@ -113,18 +134,22 @@ struct PubSub {
 impl PubSub {
     async fn run(
         addr: SocketAddr,
-        publishers: u64,
-        subscribers: u64,
-        sub_qos: u8,
+        shape: Shape,
         mut spec: PubSpec,
         duration: Duration,
         sigfig: u8,
     ) -> Result<PubSub, Fail> {
+        let Shape {
+            publishers,
+            subscribers,
+            sub_qos,
+            clean,
+        } = shape;
         let tag = tag();
         let sub_ids = (0..subscribers).map(|i| format!("lg-{tag}-s{i}")).collect();
         let filter = Some((format!("lg/{tag}/+"), sub_qos));
         let chunk = if subscribers > 100 { 2048 } else { 64 * 1024 };
-        let subs = connect_many(addr, sub_ids, true, filter, chunk).await?;
+        let subs = connect_many(addr, sub_ids, clean, filter, chunk).await?;
         let pub_ids = (0..publishers).map(|i| format!("lg-{tag}-p{i}")).collect();
         let pubs = connect_many(addr, pub_ids, true, None, 64 * 1024).await?;
 
@@ -217,23 +242,22 @@ fn check_delivery(report: &mut Report, qos: u8, expected: u64, delivered: u64, d
     }
 }
 
-/// P publishers → 1 subscriber as fast as the window allows: delivered msg/s.
+/// P publishers → 1 subscriber as fast as the window allows: delivered msg/s. With
+/// `--persistent 1` the subscriber's session is persistent, so a broker that stores
+/// such sessions writes every QoS 1/2 message before acknowledging it.
 pub async fn fan_in(a: &Args) -> Outcome {
     let qos = a.qos(0)?;
     let publishers = a.num("publishers", 4)?;
+    let persistent = a.num("persistent", 0)? != 0;
     let spec = pub_spec(a, qos, None)?;
-    let run = PubSub::run(
-        a.addr()?,
-        publishers,
-        1,
-        qos,
-        spec,
-        a.secs("duration", 5.0)?,
-        3,
-    )
-    .await?;
+    let shape = Shape {
+        clean: !persistent,
+        ..Shape::new(publishers, 1, qos)
+    };
+    let run = PubSub::run(a.addr()?, shape, spec, a.secs("duration", 5.0)?, 3).await?;
     let mut r = Report::new("fan-in");
     r.add("publishers", publishers as f64);
+    r.add("persistent", f64::from(u8::from(persistent)));
     r.add("qos", qos as f64);
     r.add("msgs_per_s", run.delivery_rate());
     let elapsed = (run.publishers_stopped() - run.start).as_secs_f64();
@@ -277,7 +301,8 @@ pub async fn round_trip(a: &Args) -> Outcome {
 pub async fn latency(a: &Args) -> Outcome {
     let qos = a.qos(0)?;
     let spec = pub_spec(a, qos, Some(a.float("rate", 10_000.0)?))?;
-    let run = PubSub::run(a.addr()?, 1, 1, qos, spec, a.secs("duration", 5.0)?, 3).await?;
+    let shape = Shape::new(1, 1, qos);
+    let run = PubSub::run(a.addr()?, shape, spec, a.secs("duration", 5.0)?, 3).await?;
     let mut r = Report::new("latency");
     r.add("rate", a.float("rate", 10_000.0)?);
     r.percentiles("latency", &run.latency());
@@ -292,16 +317,8 @@ pub async fn fan_out(a: &Args) -> Outcome {
     let subscribers = a.num("subscribers", 1000)?;
     let rate = a.float("rate", 100.0)?;
     let spec = pub_spec(a, qos, Some(rate))?;
-    let run = PubSub::run(
-        a.addr()?,
-        1,
-        subscribers,
-        qos,
-        spec,
-        a.secs("duration", 5.0)?,
-        1,
-    )
-    .await?;
+    let shape = Shape::new(1, subscribers, qos);
+    let run = PubSub::run(a.addr()?, shape, spec, a.secs("duration", 5.0)?, 1).await?;
     let mut r = Report::new("fan-out");
     r.add("subscribers", subscribers as f64);
     r.add("rate", rate);

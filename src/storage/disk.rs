@@ -22,7 +22,9 @@ use crate::session::SessionExpiry;
 use crate::topic::TopicFilter;
 
 /// sled's page cache: the broker holds the live state in memory already.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// sled's default flush period.
+const SLED_DEFAULT_FLUSH_MS: u64 = 500;
 
 pub struct SledStorage {
     db: sled::Db,
@@ -46,13 +48,12 @@ impl SledStorage {
             path: path.to_owned(),
             reason,
         };
+        // sled's own background flush: every `interval`, or at its default pace for
+        // `never` (without one, unflushed writes pile up in memory).
         let flush_every = match sync {
-            SyncMode::Interval => Some(
-                u64::try_from(interval.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-            ),
-            SyncMode::Always | SyncMode::Never => None,
+            SyncMode::Interval => Some(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX)),
+            SyncMode::Never => Some(SLED_DEFAULT_FLUSH_MS),
+            SyncMode::Always => None,
         };
         let config = sled::Config::new()
             .path(path)
@@ -132,7 +133,8 @@ fn check_schema(db: &sled::Db, path: &Path) -> Result<(), StorageError> {
 
 fn run_writer(db: &sled::Db, commit: &GroupCommit, flush_each: bool) {
     while let Some(batch) = commit.take() {
-        let flush = flush_each || batch.flush;
+        // One flush for everything that was waiting, taken in several batches.
+        let flush = (flush_each && !batch.more) || batch.flush;
         let written = write(db, &batch.changes).and_then(|()| {
             if flush {
                 db.flush()?;
@@ -154,12 +156,16 @@ fn run_writer(db: &sled::Db, commit: &GroupCommit, flush_each: bool) {
     }
 }
 
+/// Most writes in one sled batch where there is a choice (see `commit::MAX_BATCH`).
+const MAX_OPS: usize = 256;
+
 /// The writes of one batch, each key's last one only.
 #[derive(Default)]
 struct Writes {
     ops: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Queued messages first written in this batch: not in the database yet.
-    fresh: HashSet<Vec<u8>>,
+    /// Records of removed sessions, deleted before `ops` are written, in batches of
+    /// their own (a session may have many); what `ops` writes again stays.
+    removed: Vec<Vec<u8>>,
 }
 
 impl Writes {
@@ -188,6 +194,7 @@ fn write(db: &sled::Db, changes: &[Change]) -> sled::Result<()> {
                 writes.put(records::session_key(client_id), records::encode(&record));
             }
             Change::SessionRemoved { client_id } => {
+                // The session record first: without it the rest is an orphan.
                 for tag in records::SESSION_TAGS {
                     let prefix = records::client_key(tag, client_id, &[]);
                     delete_prefix(&mut writes, db, &prefix)?;
@@ -211,7 +218,6 @@ fn write(db: &sled::Db, changes: &[Change]) -> sled::Result<()> {
                 message,
             } => {
                 let key = records::queued_key(client_id, *seq);
-                writes.fresh.insert(key.clone());
                 writes.put(key, records::encode_message(message));
             }
             Change::InFlight {
@@ -228,16 +234,8 @@ fn write(db: &sled::Db, changes: &[Change]) -> sled::Result<()> {
                 writes.put(key, records::encode(&record));
             }
             Change::Delivered { client_id, seq } => {
-                let queued = records::queued_key(client_id, *seq);
-                let in_flight = records::in_flight_key(client_id, *seq);
-                if writes.fresh.remove(&queued) {
-                    // Queued and delivered within one batch: never written at all.
-                    writes.ops.remove(&queued);
-                    writes.ops.remove(&in_flight);
-                } else {
-                    writes.delete(queued);
-                    writes.delete(in_flight);
-                }
+                writes.delete(records::queued_key(client_id, *seq));
+                writes.delete(records::in_flight_key(client_id, *seq));
             }
             Change::Qos2Received { client_id, pkid } => {
                 writes.put(records::qos2_key(client_id, *pkid), Vec::new());
@@ -260,6 +258,20 @@ fn write(db: &sled::Db, changes: &[Change]) -> sled::Result<()> {
             }
         }
     }
+    apply(db, writes)
+}
+
+/// Applies `writes`: removed sessions' records first, in batches of their own (a crash
+/// between them leaves records of a session without its session record, which loading
+/// deletes), then the rest as one batch.
+fn apply(db: &sled::Db, writes: Writes) -> sled::Result<()> {
+    for keys in writes.removed.chunks(MAX_OPS) {
+        let mut batch = sled::Batch::default();
+        for key in keys {
+            batch.remove(&key[..]);
+        }
+        db.apply_batch(batch)?;
+    }
     let mut batch = sled::Batch::default();
     for (key, value) in writes.ops {
         match value {
@@ -274,7 +286,7 @@ fn write(db: &sled::Db, changes: &[Change]) -> sled::Result<()> {
 /// this batch.
 fn delete_prefix(writes: &mut Writes, db: &sled::Db, prefix: &[u8]) -> sled::Result<()> {
     for key in db.scan_prefix(prefix).keys() {
-        writes.delete(key?.to_vec());
+        writes.removed.push(key?.to_vec());
     }
     let pending: Vec<Vec<u8>> = writes
         .ops
@@ -284,7 +296,6 @@ fn delete_prefix(writes: &mut Writes, db: &sled::Db, prefix: &[u8]) -> sled::Res
         .cloned()
         .collect();
     for key in pending {
-        writes.fresh.remove(&key);
         writes.delete(key);
     }
     Ok(())
@@ -402,16 +413,27 @@ fn load(db: &sled::Db) -> Result<Snapshot, Loading> {
             queued.in_flight = Some((record.pkid, record.released));
         }
     }
-    let before = snapshot.sessions.len();
-    snapshot
+    let orphans: Vec<ByteString> = snapshot
         .sessions
-        .retain(|client_id, _| known.contains(client_id));
-    if snapshot.sessions.len() < before {
+        .keys()
+        .filter(|client_id| !known.contains(*client_id))
+        .cloned()
+        .collect();
+    if !orphans.is_empty() {
+        // Left by a crash while a session was being removed.
         warn!(
-            count = before - snapshot.sessions.len(),
-            "records of sessions that no longer exist were ignored"
+            sessions = orphans.len(),
+            "deleting records of sessions removed before the broker stopped"
         );
     }
+    let mut writes = Writes::default();
+    for client_id in orphans {
+        snapshot.sessions.remove(&client_id);
+        for tag in records::SESSION_TAGS {
+            delete_prefix(&mut writes, db, &records::client_key(tag, &client_id, &[]))?;
+        }
+    }
+    apply(db, writes)?;
     Ok(snapshot)
 }
 
