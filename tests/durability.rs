@@ -448,3 +448,54 @@ async fn disk_use_stays_bounded_under_session_churn() {
         "the database grows round after round: {sizes:?}"
     );
 }
+
+/// An MQTT 5.0 CONNECT resuming `client_id` with a Session Expiry Interval of `secs`.
+fn connect_v5(client_id: &str, secs: u32) -> Vec<u8> {
+    let mut body = common::field(b"MQTT");
+    body.extend_from_slice(&[5, 0x00, 0, 30]);
+    body.extend_from_slice(&[5, 0x11]);
+    body.extend_from_slice(&secs.to_be_bytes());
+    body.extend_from_slice(&common::field(client_id.as_bytes()));
+    common::frame(0x10, &body)
+}
+
+/// Connects and disconnects an MQTT 5.0 client whose session expires `secs` later.
+async fn leave_session(addr: std::net::SocketAddr, client_id: &str, secs: u32) {
+    let mut client = RawClient::open(addr).await;
+    client.send(&connect_v5(client_id, secs)).await;
+    let connack = client.recv_frame().await.expect("CONNACK");
+    assert_eq!(&connack[..1], [0x20]);
+    assert_eq!(connack[3], 0, "CONNACK reason");
+    client.disconnect().await;
+}
+
+/// Session expiry removes a session from disk too: one that expires while the broker
+/// runs is gone at the next start, and one whose expiry passes while the broker is
+/// down is removed when it starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_sessions_leave_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut herald = Process::start(dir.path(), DURABLE);
+    leave_session(herald.addr, "exp-short", 1).await;
+    leave_session(herald.addr, "exp-long", 3600).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    leave_session(herald.addr, "exp-down", 1).await;
+    herald.signal("TERM");
+    assert_eq!(herald.wait_exit(), Some(0));
+    drop(herald);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let mut herald = Process::spawn(dir.path(), DURABLE);
+    let loaded = herald.wait_for_log("state loaded");
+    assert_eq!(logged(&loaded, "sessions"), 1, "{loaded}");
+    assert_eq!(logged(&loaded, "expired_sessions"), 1, "{loaded}");
+    herald.signal("TERM");
+    assert_eq!(herald.wait_exit(), Some(0));
+    drop(herald);
+
+    // Removed for good: the next start finds only the long one.
+    let mut herald = Process::spawn(dir.path(), DURABLE);
+    let loaded = herald.wait_for_log("state loaded");
+    assert_eq!(logged(&loaded, "sessions"), 1, "{loaded}");
+    assert_eq!(logged(&loaded, "expired_sessions"), 0, "{loaded}");
+}
