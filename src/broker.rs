@@ -294,14 +294,29 @@ impl Broker {
                     subscription: *subscription,
                 });
             }
-            for queued in state.queued() {
-                if queued.message.qos != QoS::AtMostOnce {
-                    ticket = self.record(Change::Queued {
+            for (queued, in_flight) in state.queued() {
+                if queued.message.qos == QoS::AtMostOnce {
+                    continue;
+                }
+                ticket = self.record(Change::Queued {
+                    client_id: client_id.clone(),
+                    seq: queued.seq,
+                    message: queued.message.clone(),
+                });
+                if let Some((pkid, released)) = in_flight {
+                    ticket = self.record(Change::InFlight {
                         client_id: client_id.clone(),
                         seq: queued.seq,
-                        message: queued.message.clone(),
+                        pkid,
+                        released,
                     });
                 }
+            }
+            for pkid in state.qos2_received() {
+                ticket = self.record(Change::Qos2Received {
+                    client_id: client_id.clone(),
+                    pkid,
+                });
             }
         }
         ticket
@@ -347,11 +362,13 @@ impl Broker {
                 debug!(client = %client_id, "reconnected within the will delay: will cancelled");
             }
         }
+        let (mut orphan_will, mut ticket) = (None, Ticket::NONE);
         let (session, session_present) = match existing {
             Some(old) if !clean_start && (v5 || old.lock().persistent()) => (old, true),
             existing => {
                 if let Some(old) = existing {
-                    self.discard(&old);
+                    // The CONNACK waits for the old session's removal too.
+                    (orphan_will, ticket) = self.discard(&old);
                 }
                 let session = Arc::new(Session::new(client_id.clone(), expiry));
                 sessions.replace(ById(session.clone()));
@@ -359,23 +376,21 @@ impl Broker {
             }
         };
         let deadline = keep_alive.map(|keep_alive| Instant::now() + keep_alive);
-        let ticket = {
+        {
             let mut state = session.lock();
             state.expiry = expiry;
             if let Some(deadlines) = state.deadlines.as_deref_mut() {
                 deadlines.expires_at = None;
             }
-            let ticket = if expiry != SessionExpiry::NONE || state.stored {
-                self.store_session(client_id, &mut state)
-            } else {
-                Ticket::NONE
-            };
+            if expiry != SessionExpiry::NONE || state.stored {
+                ticket = ticket.max(self.store_session(client_id, &mut state));
+            }
             let attachment = Attachment::new(connection_id, deadline);
             session.set_attachment(&mut state, Some(attachment));
-            ticket
-        };
+        }
         // The sweeper locks sessions under its own lock: never the other way round.
         drop(sessions);
+        self.publish_orphan_will(orphan_will);
         if let Some(deadline) = deadline {
             self.keep_alives.watch(&session, connection_id, deadline);
         }
@@ -422,11 +437,18 @@ impl Broker {
         if !state.persistent() {
             drop(state);
             sessions.remove(&*session.client_id);
+            let (will, _) = self.discard(session);
             drop(sessions);
-            self.discard(session);
+            self.publish_orphan_will(will);
             return;
         }
         let handed_over = state.take_shared(false);
+        for queued in &handed_over {
+            self.record_if_stored(&state, || Change::Delivered {
+                client_id: session.client_id.clone(),
+                seq: queued.seq,
+            });
+        }
         let expiry = state.expiry;
         self.record_if_stored(&state, || Change::Session {
             client_id: session.client_id.clone(),
@@ -532,8 +554,9 @@ impl Broker {
         if due && registered {
             info!(client = %session.client_id, "session expired");
             sessions.remove(&*session.client_id);
+            let (will, _) = self.discard(session);
             drop(sessions);
-            self.discard(session);
+            self.publish_orphan_will(will);
         }
     }
 
@@ -557,11 +580,15 @@ impl Broker {
         self.arm_timer(session, &mut state, at);
     }
 
-    /// Removes everything of a session that is ending. A connection still holding it
-    /// (one that was just taken over) can no longer change it: see `SessionState::closed`.
-    /// A will still waiting for its delay is published now; messages routed through
-    /// shared subscriptions and not yet received go to other members.
-    fn discard(&self, session: &Arc<Session>) {
+    /// Removes everything of a session that is ending; the caller holds the session
+    /// registry, so that no new session of the same client id comes in between (its
+    /// subscriptions and records would go too). A connection still holding it (one that
+    /// was just taken over) can no longer change it: see `SessionState::closed`.
+    /// Messages routed through shared subscriptions and not yet received go to other
+    /// members. Returns a will still waiting for its delay, to be published once the
+    /// registry is released, and the ticket of the removal.
+    #[must_use]
+    fn discard(&self, session: &Arc<Session>) -> (Option<Will>, Ticket) {
         let mut state = session.lock();
         state.closed = true;
         self.room_made();
@@ -578,33 +605,33 @@ impl Broker {
             }
         }
         state.subscriptions.clear();
+        let mut ticket = Ticket::NONE;
         if std::mem::take(&mut state.stored) {
-            self.record(Change::SessionRemoved {
+            ticket = self.record(Change::SessionRemoved {
                 client_id: session.client_id.clone(),
             });
         }
         drop(state);
         self.hand_over(session, handed_over);
+        (will, ticket)
+    }
+
+    /// Publishes the will of a session that ended before its delay ran out.
+    fn publish_orphan_will(&self, will: Option<Will>) {
         if let Some(will) = will {
             let _ = self.publish(will.published(Instant::now()), None);
         }
     }
 
     /// Gives messages `from` received through shared subscriptions to other members of
-    /// the same groups. Dropped where no other member is left.
+    /// the same groups. Dropped where no other member is left. Their removal from
+    /// `from`'s records is the caller's, under its lock.
     fn hand_over(&self, from: &Session, messages: Vec<Queued>) {
         if messages.is_empty() {
             return;
         }
         let limits = self.queue_limits();
-        let stored = from.lock().stored;
         for queued in messages {
-            if stored {
-                self.record(Change::Delivered {
-                    client_id: from.client_id.clone(),
-                    seq: queued.seq,
-                });
-            }
             let Some(share) = &queued.share else {
                 continue;
             };

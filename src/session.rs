@@ -449,7 +449,7 @@ impl SessionState {
     /// was in flight (`in_flight`: its packet id, and whether PUBREC arrived) is sent
     /// again as it was.
     pub fn restore(&mut self, queued: Queued, in_flight: Option<(u16, bool)>) {
-        self.next_seq = self.next_seq.max(queued.seq + 1);
+        self.next_seq = self.next_seq.max(queued.seq.saturating_add(1));
         let stage = match (queued.message.qos, in_flight) {
             (QoS::AtLeastOnce, Some(_)) => Awaiting::Ack,
             (QoS::ExactlyOnce, Some((_, false))) => Awaiting::Rec,
@@ -468,12 +468,23 @@ impl SessionState {
         });
     }
 
-    /// Every message queued or in flight.
-    pub fn queued(&self) -> impl Iterator<Item = &Queued> {
+    /// Every message queued or in flight, the latter with its packet id and whether
+    /// its PUBREC arrived.
+    pub fn queued(&self) -> impl Iterator<Item = (&Queued, Option<(u16, bool)>)> {
         self.traffic.iter().flat_map(|traffic| {
-            let in_flight = traffic.inflight.iter().map(|entry| &entry.queued);
-            in_flight.chain(traffic.pending.iter())
+            let in_flight = traffic.inflight.iter().map(|entry| {
+                let released = entry.stage == Awaiting::Comp;
+                (&entry.queued, Some((entry.pkid, released)))
+            });
+            in_flight.chain(traffic.pending.iter().map(|queued| (queued, None)))
         })
+    }
+
+    /// The QoS 2 packet ids received and not yet released.
+    pub fn qos2_received(&self) -> impl Iterator<Item = u16> + '_ {
+        self.traffic
+            .iter()
+            .flat_map(|traffic| traffic.incoming_qos2.iter().copied())
     }
 
     /// Puts back a QoS 2 packet id received and not yet released, loaded from storage.
