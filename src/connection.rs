@@ -656,6 +656,19 @@ struct Held {
     /// The wait in progress, and the ticket it is for (tickets come in while it runs).
     wait: Durable,
     waiting_for: Ticket,
+    /// Where the bytes `waiting_for` covers end, once a later ticket came in (before
+    /// that, all of them).
+    covered: Option<usize>,
+}
+
+impl Held {
+    /// `n` bytes from the front of the output were written.
+    fn advance(&mut self, n: usize) {
+        self.free -= n;
+        if let Some(covered) = &mut self.covered {
+            *covered -= n;
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
@@ -705,7 +718,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 Poll::Ready(Ok(n)) => {
                     self.output.advance(n);
                     if let Some(held) = &mut self.held {
-                        held.free -= n;
+                        held.advance(n);
                     }
                     release_if_empty(&mut self.output);
                     wrote = true;
@@ -749,13 +762,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             return;
         }
         match &mut self.held {
-            Some(held) => held.ticket = held.ticket.max(ticket),
+            Some(held) => {
+                if ticket > held.ticket {
+                    held.covered.get_or_insert(from);
+                    held.ticket = ticket;
+                }
+            }
             None => {
                 self.held = Some(Box::new(Held {
                     free: from,
                     ticket,
                     wait: self.broker.durable(ticket),
                     waiting_for: ticket,
+                    covered: None,
                 }))
             }
         }
@@ -769,6 +788,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 Poll::Pending => return Ok(held.free),
                 Poll::Ready(Err(_)) => return Err(Close::Storage),
                 Poll::Ready(Ok(())) if held.ticket > held.waiting_for => {
+                    // What the reached ticket covers goes; the rest waits for the next.
+                    if let Some(covered) = held.covered.take() {
+                        held.free = covered;
+                    }
                     held.waiting_for = held.ticket;
                     held.wait = self.broker.durable(held.ticket);
                 }
@@ -1117,7 +1140,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             usize::MAX
         };
         let broker = &self.broker;
-        let _atomic = broker.atomic();
+        // Only a stored session records the packet id: nothing to keep together else.
+        let stored = self.session.lock().stored;
+        let _atomic = stored.then(|| broker.atomic());
         let (incoming, ticket) = {
             let mut state = self.session.lock();
             let incoming = state.receive_qos2(pkid, max);

@@ -64,6 +64,8 @@ impl Server {
         storage: Arc<dyn Storage>,
     ) -> Result<Server, StartError> {
         let broker = Broker::new(config.mqtt.clone(), storage)?;
+        // Event ids reserved and sessions found expired are on disk before anyone is served.
+        broker.flush_storage().await?;
         let auth = Arc::new(Authenticator::new(&config.auth));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut local_addrs = Vec::new();

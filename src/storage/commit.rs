@@ -5,7 +5,8 @@
 //! A queued message delivered before the writer took it never reaches the disk: its
 //! record is cancelled in the pending list.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::Cell;
+use std::collections::HashMap;
 
 use bytestring::ByteString;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -27,7 +28,8 @@ pub struct GroupCommit {
     pending: Mutex<Pending>,
     /// Changes arrived, an atomic group ended, a flush was asked for, or closing.
     arrived: Condvar,
-    /// The writer took changes: recorders waiting for room may go on.
+    /// The writer took changes: recorders waiting for room, and atomic groups waiting
+    /// at the gate, may go on.
     room: Condvar,
     durable: watch::Sender<Mark>,
 }
@@ -39,11 +41,12 @@ struct Pending {
     queued: HashMap<(ByteString, u64), QueuedAt>,
     /// The ticket of the last change recorded; `changes` end with it.
     last: u64,
-    /// Open atomic groups, by the ticket they started after, with how many did.
-    open: BTreeMap<u64, usize>,
-    /// Ended atomic groups not yet taken whole: (started after, last ticket). A batch
-    /// never ends inside one.
-    ended: Vec<(u64, u64)>,
+    /// Atomic groups with changes not yet taken, or still open, by id.
+    groups: HashMap<u64, Group>,
+    next_group: u64,
+    /// The writer waits for open groups to end: no new one may begin meanwhile, or
+    /// groups overlapping one another could hold it off for ever.
+    gate: bool,
     /// Someone waits for a flush of everything recorded.
     flush_wanted: bool,
     closing: bool,
@@ -55,6 +58,18 @@ struct Mark {
     /// Everything up to this ticket is durable.
     upto: u64,
     failed: bool,
+}
+
+/// The changes of one atomic group: a batch never ends between its first and last.
+struct Group {
+    /// Its first and last change's tickets, once it has one.
+    span: Option<(u64, u64)>,
+    open: bool,
+}
+
+thread_local! {
+    /// The atomic group this thread has open: what it records belongs to it.
+    static CURRENT_GROUP: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 /// Where a pending queued message's records are in the pending list.
@@ -127,22 +142,33 @@ impl Pending {
         }
     }
 
-    /// The last ticket the next batch, starting after `first`, may take.
+    /// The last ticket the next batch, starting after `first`, may take: at most
+    /// `MAX_BATCH` changes, but an ended group is taken whole, and nothing of an open
+    /// one.
     fn batch_end(&self, first: u64) -> u64 {
-        let open = self.open.keys().next().copied().unwrap_or(self.last);
-        let mut cut = open.min(first + MAX_BATCH as u64);
-        // Not inside an ended group: past its end if it may be taken (larger than
-        // a batch then), before its start otherwise.
-        let mut moved_back = false;
-        while let Some(&(start, end)) = self.ended.iter().find(|&&(s, e)| s < cut && cut < e) {
-            if end <= open && !moved_back {
-                cut = end;
-            } else {
-                cut = start;
-                moved_back = true;
+        let spans = |open: bool| {
+            self.groups
+                .values()
+                .filter(move |group| group.open == open)
+                .filter_map(|group| group.span)
+        };
+        let mut cut = self.last.min(first + MAX_BATCH as u64);
+        // Forward past every ended group the cut falls in (they may overlap).
+        while let Some((_, end)) = spans(false).find(|&(start, end)| start <= cut && cut < end) {
+            cut = end;
+        }
+        // Back before the first change of every open group.
+        if let Some(start) = spans(true).map(|(start, _)| start).min() {
+            if cut >= start {
+                cut = start - 1;
+                while let Some((start, _)) =
+                    spans(false).find(|&(start, end)| start <= cut && cut < end)
+                {
+                    cut = start - 1;
+                }
             }
         }
-        cut
+        cut.max(first)
     }
 }
 
@@ -153,8 +179,9 @@ impl GroupCommit {
                 changes: Vec::new(),
                 queued: HashMap::new(),
                 last: 0,
-                open: BTreeMap::new(),
-                ended: Vec::new(),
+                groups: HashMap::new(),
+                next_group: 0,
+                gate: false,
                 flush_wanted: false,
                 closing: false,
                 failed: false,
@@ -166,10 +193,13 @@ impl GroupCommit {
     }
 
     pub fn record(&self, change: Change) -> Ticket {
+        let group = CURRENT_GROUP.get();
         let mut pending = lock(&self.pending);
-        // Not while an atomic group is open: the writer may be waiting for it to end.
+        // Not inside an atomic group, nor while the writer waits for groups to end:
+        // their owners may need what this recorder holds.
         while pending.changes.len() >= MAX_PENDING
-            && pending.open.is_empty()
+            && group.is_none()
+            && !pending.gate
             && !pending.failed
             && !pending.closing
         {
@@ -182,33 +212,45 @@ impl GroupCommit {
             return Ticket(pending.last);
         }
         pending.last += 1;
+        let ticket = pending.last;
+        if let Some(group) = group.and_then(|id| pending.groups.get_mut(&id)) {
+            let first = group.span.map_or(ticket, |(first, _)| first);
+            group.span = Some((first, ticket));
+        }
         pending.index(&change);
         pending.changes.push(Some(change));
-        let ticket = Ticket(pending.last);
+        let ticket = Ticket(ticket);
         drop(pending);
         self.arrived.notify_one();
         ticket
     }
 
-    /// Opens an atomic group: the writer takes nothing recorded from now on until
-    /// [`GroupCommit::end_atomic`] with what this returns.
+    /// Opens an atomic group on this thread: what it records until
+    /// [`GroupCommit::end_atomic`] is written in one batch. Waits while the writer waits
+    /// for groups to end.
     pub fn begin_atomic(&self) -> u64 {
         let mut pending = lock(&self.pending);
-        let start = pending.last;
-        *pending.open.entry(start).or_default() += 1;
-        start
+        while pending.gate && !pending.closing {
+            pending = wait(&self.room, pending);
+        }
+        let id = pending.next_group;
+        pending.next_group += 1;
+        let group = Group {
+            span: None,
+            open: true,
+        };
+        pending.groups.insert(id, group);
+        CURRENT_GROUP.set(Some(id));
+        id
     }
 
-    pub fn end_atomic(&self, start: u64) {
+    pub fn end_atomic(&self, id: u64) {
+        CURRENT_GROUP.set(None);
         let mut pending = lock(&self.pending);
-        let last = pending.last;
-        if last > start + 1 {
-            pending.ended.push((start, last));
-        }
-        if let Some(count) = pending.open.get_mut(&start) {
-            *count -= 1;
-            if *count == 0 {
-                pending.open.remove(&start);
+        match pending.groups.get_mut(&id) {
+            Some(group) if group.span.is_some() => group.open = false,
+            _ => {
+                pending.groups.remove(&id);
             }
         }
         drop(pending);
@@ -223,8 +265,14 @@ impl GroupCommit {
         loop {
             let first = pending.last - pending.changes.len() as u64;
             let cut = pending.batch_end(first);
-            let n = cut.saturating_sub(first) as usize;
+            let n = (cut - first) as usize;
             let more = n < pending.changes.len();
+            // Held up by open groups: let them end, and no new one begin.
+            let gate = n == 0 && more;
+            if gate && !pending.gate {
+                self.room.notify_all();
+            }
+            pending.gate = gate;
             let flush = !more && std::mem::take(&mut pending.flush_wanted);
             if n > 0 || flush {
                 let rest = pending.changes.split_off(n);
@@ -235,7 +283,9 @@ impl GroupCommit {
                         pending.queued.remove(&(client_id.clone(), *seq));
                     }
                 }
-                pending.ended.retain(|&(_, end)| end > cut);
+                pending
+                    .groups
+                    .retain(|_, group| group.open || group.span.is_some_and(|(_, end)| end > cut));
                 drop(pending);
                 self.room.notify_all();
                 return Some(Batch {
@@ -370,13 +420,25 @@ mod tests {
             commit.record(queued(seq));
         }
         commit.end_atomic(group);
-        let open = commit.begin_atomic();
-        commit.record(queued(1000));
-        // The ended group is taken whole, larger than a batch; the open one waits.
+        commit.record(queued(500));
+        // Another thread's group, open.
+        let other = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let open = commit.begin_atomic();
+                    commit.record(queued(1000));
+                    open
+                })
+                .join()
+                .unwrap()
+        });
+        // The ended group is taken whole, larger than a batch; then what follows it up
+        // to the open group, which waits until it ends.
         let batch = commit.take().unwrap();
         assert_eq!(batch.changes.len(), MAX_BATCH + 11);
         assert!(batch.more);
-        commit.end_atomic(open);
+        assert_eq!(seqs(&commit.take().unwrap()), [500]);
+        commit.end_atomic(other);
         assert_eq!(seqs(&commit.take().unwrap()), [1000]);
     }
 }

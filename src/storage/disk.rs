@@ -81,11 +81,6 @@ impl SledStorage {
             writer: Mutex::new(Some(writer)),
         })
     }
-
-    /// Bytes the database takes on disk.
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
-    }
 }
 
 impl Drop for SledStorage {
@@ -131,21 +126,37 @@ fn check_schema(db: &sled::Db, path: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Under steady load, `always` still flushes at least every this many batches.
+const MAX_BATCHES_UNFLUSHED: usize = 8;
+
 fn run_writer(db: &sled::Db, commit: &GroupCommit, flush_each: bool) {
+    let mut unflushed = 0;
     while let Some(batch) = commit.take() {
         // One flush for everything that was waiting, taken in several batches.
-        let flush = (flush_each && !batch.more) || batch.flush;
-        let written = write(db, &batch.changes).and_then(|()| {
+        unflushed += 1;
+        let flush =
+            batch.flush || (flush_each && (!batch.more || unflushed >= MAX_BATCHES_UNFLUSHED));
+        // sled may panic rather than fail: the store is failed then, not hung.
+        let written = catch_unwind(AssertUnwindSafe(|| {
+            write(db, &batch.changes)?;
             if flush {
                 db.flush()?;
             }
-            Ok(())
-        });
+            Ok::<_, sled::Error>(())
+        }));
         match written {
-            Ok(()) if flush => commit.mark_durable(batch.upto),
-            Ok(()) => {}
-            Err(e) => {
+            Ok(Ok(())) if flush => {
+                unflushed = 0;
+                commit.mark_durable(batch.upto);
+            }
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 error!("storage write failed, nothing more will be stored: {e}");
+                commit.mark_failed();
+                return;
+            }
+            Err(_) => {
+                error!("the storage engine panicked, nothing more will be stored");
                 commit.mark_failed();
                 return;
             }
@@ -404,13 +415,16 @@ fn load(db: &sled::Db) -> Result<Snapshot, Loading> {
             }
         }
     }
+    let mut writes = Writes::default();
     for ((client_id, seq), record) in in_flight {
         let queued = snapshot
             .sessions
             .get_mut(&client_id)
             .and_then(|session| session.queued.get_mut(&seq));
-        if let Some(queued) = queued {
-            queued.in_flight = Some((record.pkid, record.released));
+        match queued {
+            Some(queued) => queued.in_flight = Some((record.pkid, record.released)),
+            // Its message is gone: a later one with the same number must not inherit it.
+            None => writes.removed.push(records::in_flight_key(&client_id, seq)),
         }
     }
     let orphans: Vec<ByteString> = snapshot
@@ -426,7 +440,6 @@ fn load(db: &sled::Db) -> Result<Snapshot, Loading> {
             "deleting records of sessions removed before the broker stopped"
         );
     }
-    let mut writes = Writes::default();
     for client_id in orphans {
         snapshot.sessions.remove(&client_id);
         for tag in records::SESSION_TAGS {
