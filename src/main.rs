@@ -91,6 +91,9 @@ fn run(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Watched before anything starts, so that a signal during start-up (loading a
+        // large database) stops the broker gracefully once it is up.
+        let stop = StopSignals::watch();
         let server = match Server::start(&config).await {
             Ok(server) => server,
             Err(e) => {
@@ -99,25 +102,47 @@ fn run(config: Config) -> ExitCode {
             }
         };
         info!("herald {} ready", env!("CARGO_PKG_VERSION"));
-        wait_for_signal().await;
+        stop.wait().await;
         info!("shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// SIGTERM and SIGINT, each watched if it can be.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn watch() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watch = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                error!("cannot watch {name}: {e}");
+                None
+            }
+        };
+        StopSignals {
+            term: watch(SignalKind::terminate(), "SIGTERM"),
+            interrupt: watch(SignalKind::interrupt(), "SIGINT"),
+        }
+    }
+
+    async fn wait(mut self) {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(e) => {
-            error!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = next(&mut self.term) => {}
+            _ = next(&mut self.interrupt) => {}
         }
     }
 }
