@@ -499,3 +499,25 @@ async fn expired_sessions_leave_the_database() {
     assert_eq!(logged(&loaded, "sessions"), 1, "{loaded}");
     assert_eq!(logged(&loaded, "expired_sessions"), 0, "{loaded}");
 }
+
+/// With `sync = "interval"` (and a period longer than the test) nothing waits for the
+/// disk, and a graceful stop still flushes everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_stop_flushes_whatever_the_sync_mode() {
+    let config = "[storage]\npersistence = true\npath = \"data\"\nsync = \"interval\"\n\
+                  sync_interval_ms = 3600000\n";
+    let dir = tempfile::tempdir().unwrap();
+    let mut herald = Process::start(dir.path(), config);
+    let mut publisher = RawClient::open(herald.addr).await;
+    publisher.connect("interval-pub", true).await;
+    publisher
+        .publish("interval/r", QoS::AtLeastOnce, b"kept", true, 1)
+        .await;
+    herald.signal("TERM");
+    assert_eq!(herald.wait_exit(), Some(0));
+    drop(herald);
+
+    let mut herald = Process::spawn(dir.path(), config);
+    let loaded = herald.wait_for_log("state loaded");
+    assert_eq!(logged(&loaded, "retained"), 1, "{loaded}");
+}
