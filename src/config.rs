@@ -31,6 +31,25 @@ pub struct Config {
 pub struct Listener {
     pub protocol: ListenerProtocol,
     pub bind: SocketAddr,
+    /// Certificates for `mqtts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// A TLS listener's certificates, as PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// CA certificates that client certificates are checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// Refuse clients without a valid certificate.
+    #[serde(default)]
+    pub require_certificate: bool,
 }
 
 /// Listener protocols this build serves.
@@ -38,6 +57,8 @@ pub struct Listener {
 #[serde(try_from = "String", into = "String")]
 pub enum ListenerProtocol {
     Mqtt,
+    /// MQTT over TLS.
+    Mqtts,
 }
 
 impl TryFrom<String> for ListenerProtocol {
@@ -46,10 +67,11 @@ impl TryFrom<String> for ListenerProtocol {
     fn try_from(s: String) -> Result<Self, String> {
         match s.as_str() {
             "mqtt" => Ok(ListenerProtocol::Mqtt),
-            "mqtts" | "http" | "https" => Err(format!(
-                "protocol \"{s}\" is not available in this version of Herald yet; use \"mqtt\""
+            "mqtts" => Ok(ListenerProtocol::Mqtts),
+            "http" | "https" => Err(format!(
+                "protocol \"{s}\" is not available in this version of Herald yet; use \"mqtt\" or \"mqtts\""
             )),
-            _ => Err(format!("unknown protocol \"{s}\", expected \"mqtt\"")),
+            _ => Err(format!("unknown protocol \"{s}\", expected \"mqtt\" or \"mqtts\"")),
         }
     }
 }
@@ -58,6 +80,7 @@ impl From<ListenerProtocol> for String {
     fn from(p: ListenerProtocol) -> String {
         match p {
             ListenerProtocol::Mqtt => "mqtt".into(),
+            ListenerProtocol::Mqtts => "mqtts".into(),
         }
     }
 }
@@ -282,6 +305,7 @@ fn default_listeners() -> Vec<Listener> {
     vec![Listener {
         protocol: ListenerProtocol::Mqtt,
         bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+        tls: None,
     }]
 }
 

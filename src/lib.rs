@@ -19,6 +19,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod tls;
 pub mod topic;
 
 pub use config::Config;

@@ -15,6 +15,8 @@ use crate::broker::Broker;
 use crate::config::{Config, ListenerProtocol};
 use crate::connection::{self, Context};
 use crate::storage::{SledStorage, Storage, StorageError, Volatile};
+use crate::tls::{self, TlsError};
+use tokio_rustls::TlsAcceptor;
 
 /// How long shutdown waits for connections to reach a safe state.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -34,6 +36,17 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("listener {addr}: {source}")]
+    Tls { addr: SocketAddr, source: TlsError },
+    #[error("listener {addr}: protocol \"mqtts\" needs a tls table with cert and key")]
+    NoTls { addr: SocketAddr },
+}
+
+/// What a listener runs its connections over.
+#[derive(Clone)]
+enum Transport {
+    Tcp,
+    Tls(TlsAcceptor),
 }
 
 impl Server {
@@ -71,6 +84,14 @@ impl Server {
         let mut local_addrs = Vec::new();
         let mut background = vec![tokio::spawn(broker.keep_alives.clone().run())];
         for listener in &config.listeners {
+            let addr = listener.bind;
+            let transport = match (listener.protocol, &listener.tls) {
+                (ListenerProtocol::Mqtt, _) => Transport::Tcp,
+                (ListenerProtocol::Mqtts, None) => return Err(StartError::NoTls { addr }),
+                (ListenerProtocol::Mqtts, Some(tls)) => Transport::Tls(
+                    tls::acceptor(tls).map_err(|source| StartError::Tls { addr, source })?,
+                ),
+            };
             let tcp =
                 TcpListener::bind(listener.bind)
                     .await
@@ -84,6 +105,7 @@ impl Server {
             })?;
             match listener.protocol {
                 ListenerProtocol::Mqtt => info!("mqtt listener on {addr}"),
+                ListenerProtocol::Mqtts => info!("mqtts listener on {addr}"),
             }
             if !addr.ip().is_loopback() && config.auth.allow_anonymous {
                 warn!("listener {addr} is reachable from the network and allows anonymous clients");
@@ -93,7 +115,12 @@ impl Server {
                 auth: auth.clone(),
                 shutdown: shutdown_rx.clone(),
             };
-            background.push(tokio::spawn(accept_loop(tcp, broker.clone(), cx)));
+            background.push(tokio::spawn(accept_loop(
+                tcp,
+                transport,
+                broker.clone(),
+                cx,
+            )));
         }
         Ok(Server {
             broker,
@@ -134,7 +161,12 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cx: Context) {
+async fn accept_loop(
+    listener: TcpListener,
+    transport: Transport,
+    broker: Arc<Broker>,
+    cx: Context,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -150,7 +182,24 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, cx: Context) {
             continue;
         };
         tune(&stream);
-        tokio::spawn(connection::serve(stream, peer, admitted, cx.clone()));
+        let cx = cx.clone();
+        match &transport {
+            Transport::Tcp => {
+                tokio::spawn(connection::serve(stream, peer, admitted, cx));
+            }
+            Transport::Tls(acceptor) => {
+                // The handshake gets the time a client has to send CONNECT.
+                let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
+                let handshake = acceptor.accept(stream);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(limit, handshake).await {
+                        Ok(Ok(tls)) => connection::serve(tls, peer, admitted, cx).await,
+                        Ok(Err(e)) => warn!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => warn!(%peer, "TLS handshake not done within {limit:?}"),
+                    }
+                });
+            }
+        }
     }
 }
 

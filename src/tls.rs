@@ -1,0 +1,94 @@
+//! TLS for the mqtts listener (rustls): the certificate chain and key from PEM files,
+//! optional client certificates checked against a CA, TLS 1.2 and 1.3 only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::TlsConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read the certificate chain {}: {reason}", path.display())]
+    Certificate { path: PathBuf, reason: String },
+    #[error("cannot read the private key {}: {reason}", path.display())]
+    Key { path: PathBuf, reason: String },
+    #[error("cannot read the client CA file {}: {reason}", path.display())]
+    ClientCa { path: PathBuf, reason: String },
+    #[error("require_certificate needs a client_ca to check client certificates against")]
+    NoClientCa,
+    #[error("the key {} cannot serve the certificate {}: {reason}", key.display(), cert.display())]
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
+}
+
+/// The TLS side of a listener, built from `tls`; every file problem is an error naming
+/// the file.
+pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = certificates(&tls.cert).map_err(|reason| TlsError::Certificate {
+        path: tls.cert.clone(),
+        reason,
+    })?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| TlsError::Key {
+        path: tls.key.clone(),
+        reason: e.to_string(),
+    })?;
+    let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| TlsError::Mismatch {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+            reason: e.to_string(),
+        })?;
+    let builder = match &tls.client_ca {
+        None if tls.require_certificate => return Err(TlsError::NoClientCa),
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let ca_error = |reason: String| TlsError::ClientCa {
+                path: path.clone(),
+                reason,
+            };
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(path).map_err(ca_error)? {
+                roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if tls.require_certificate {
+                verifier.build()
+            } else {
+                verifier.allow_unauthenticated().build()
+            };
+            builder.with_client_cert_verifier(verifier.map_err(|e| ca_error(e.to_string()))?)
+        }
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Mismatch {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Every certificate in a PEM file; an error if it has none.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(certs)
+}

@@ -1,0 +1,226 @@
+//! The mqtts listener: Debian's mosquitto clients over TLS with a test CA (made here
+//! with rcgen, nothing committed), client certificates, clear errors for bad files,
+//! and a failed handshake that disturbs no one.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::tools::{mosquitto_tools, run_tool};
+use common::{expect_message, init_logging, RawClient, WAIT};
+use herald::config::{Listener, ListenerProtocol, TlsConfig};
+use herald::{Config, Server};
+use mqttbytes::QoS;
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Herald test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let signed = |names: Vec<String>, cn: &str| -> (Certificate, KeyPair) {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names).unwrap();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            (params.signed_by(&key, &ca, &ca_key).unwrap(), key)
+        };
+        let (server, server_key) = signed(vec!["127.0.0.1".into()], "herald");
+        let (client, client_key) = signed(vec![], "sensor-1");
+        let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
+        write("ca.pem", ca.pem());
+        write("server.pem", server.pem());
+        write("server.key", server_key.serialize_pem());
+        write("client.pem", client.pem());
+        write("client.key", client_key.serialize_pem());
+        write("other.key", KeyPair::generate().unwrap().serialize_pem());
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn tls(&self) -> TlsConfig {
+        TlsConfig {
+            cert: self.path("server.pem"),
+            key: self.path("server.key"),
+            client_ca: None,
+            require_certificate: false,
+        }
+    }
+}
+
+/// A broker with a plain and a TLS listener, both on ephemeral loopback ports.
+async fn start(
+    tls: TlsConfig,
+) -> Result<(Server, SocketAddr, SocketAddr), herald::server::StartError> {
+    init_logging();
+    let mut config = Config::default();
+    config.storage.persistence = false;
+    config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
+    config.listeners.push(Listener {
+        protocol: ListenerProtocol::Mqtts,
+        bind: "127.0.0.1:0".parse().unwrap(),
+        tls: Some(tls),
+    });
+    let server = Server::start(&config).await?;
+    let (plain, secure) = (server.local_addrs()[0], server.local_addrs()[1]);
+    Ok((server, plain, secure))
+}
+
+/// A mosquitto tool on the TLS port `addr`, trusting the test CA.
+fn over_tls(tool: &Path, addr: SocketAddr, pki: &Pki) -> Command {
+    let mut command = Command::new(tool);
+    command
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &addr.port().to_string(),
+            "--cafile",
+        ])
+        .arg(pki.path("ca.pem"))
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn mosquitto_clients_talk_over_tls_and_with_tcp_clients() {
+    let Some((sub_tool, pub_tool)) = mosquitto_tools() else {
+        return;
+    };
+    let pki = Pki::new();
+    let (server, plain, secure) = start(pki.tls()).await.unwrap();
+    // A TCP subscriber gets what a TLS publisher sends…
+    let mut tcp = RawClient::open(plain).await;
+    tcp.connect("tcp-sub", true).await;
+    tcp.subscribe(1, "tls/#", QoS::AtLeastOnce).await;
+    let mut publish = over_tls(&pub_tool, secure, &pki);
+    publish.args(["-q", "1", "-t", "tls/up", "-m", "over tls"]);
+    run_tool(publish, b"").await;
+    expect_message(&mut tcp, "tls/up", b"over tls").await;
+
+    // …and a TLS subscriber what a TCP publisher sends, QoS 2 and retained.
+    let mut subscribe = over_tls(&sub_tool, secure, &pki);
+    subscribe.args(["-q", "2", "-t", "tls/down", "-C", "1", "-W", "5"]);
+    let mut publisher = RawClient::open(plain).await;
+    publisher.connect("tcp-pub", true).await;
+    publisher
+        .publish("tls/down", QoS::ExactlyOnce, b"retained", true, 1)
+        .await;
+    assert_eq!(run_tool(subscribe, b"").await, "retained\n");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_certificates_are_required_when_configured() {
+    let Some((_, pub_tool)) = mosquitto_tools() else {
+        return;
+    };
+    let pki = Pki::new();
+    let tls = TlsConfig {
+        client_ca: Some(pki.path("ca.pem")),
+        require_certificate: true,
+        ..pki.tls()
+    };
+    let (server, plain, secure) = start(tls).await.unwrap();
+    let mut watcher = RawClient::open(plain).await;
+    watcher.connect("cert-watch", true).await;
+    watcher.subscribe(1, "cert/#", QoS::AtLeastOnce).await;
+
+    let mut without = over_tls(&pub_tool, secure, &pki);
+    without.args(["-q", "1", "-t", "cert/no", "-m", "x"]);
+    let status = tokio::time::timeout(WAIT, without.status())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !status.success(),
+        "a client without a certificate is refused"
+    );
+
+    let mut with = over_tls(&pub_tool, secure, &pki);
+    with.args(["--cert"]).arg(pki.path("client.pem"));
+    with.args(["--key"]).arg(pki.path("client.key"));
+    with.args(["-q", "1", "-t", "cert/yes", "-m", "signed"]);
+    run_tool(with, b"").await;
+    expect_message(&mut watcher, "cert/yes", b"signed").await;
+    watcher.expect_nothing(Duration::from_millis(200)).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_certificate_files_are_clear_errors_at_start() {
+    let pki = Pki::new();
+    let error = |tls| async { start(tls).await.err().expect("start fails").to_string() };
+    let missing = TlsConfig {
+        cert: pki.path("missing.pem"),
+        ..pki.tls()
+    };
+    let message = error(missing).await;
+    assert!(
+        message.contains("cannot read the certificate chain") && message.contains("missing.pem"),
+        "{message}"
+    );
+    let not_a_key = TlsConfig {
+        key: pki.path("server.pem"),
+        ..pki.tls()
+    };
+    let message = error(not_a_key).await;
+    assert!(message.contains("cannot read the private key"), "{message}");
+    let other_key = TlsConfig {
+        key: pki.path("other.key"),
+        ..pki.tls()
+    };
+    let message = error(other_key).await;
+    assert!(
+        message.contains("cannot serve the certificate"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_handshake_disturbs_no_one() {
+    let Some((_, pub_tool)) = mosquitto_tools() else {
+        return;
+    };
+    let pki = Pki::new();
+    let (server, plain, secure) = start(pki.tls()).await.unwrap();
+    let mut watcher = RawClient::open(plain).await;
+    watcher.connect("hs-watch", true).await;
+    watcher.subscribe(1, "hs/#", QoS::AtLeastOnce).await;
+    // Plain MQTT to the TLS port: the handshake fails, the connection is closed.
+    let mut garbage = TcpStream::connect(secure).await.unwrap();
+    garbage
+        .write_all(&[0x10, 0x0c, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0])
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut garbage, &mut rest),
+    )
+    .await;
+    assert!(read.is_ok(), "the broker closes the failed connection");
+
+    let mut publish = over_tls(&pub_tool, secure, &pki);
+    publish.args(["-q", "1", "-t", "hs/after", "-m", "fine"]);
+    run_tool(publish, b"").await;
+    expect_message(&mut watcher, "hs/after", b"fine").await;
+    server.shutdown().await;
+}
