@@ -50,6 +50,10 @@ pub struct TlsConfig {
     /// Refuse clients without a valid certificate.
     #[serde(default)]
     pub require_certificate: bool,
+    /// A client is the user its certificate's common name names, as with Mosquitto:
+    /// no user name or password is needed then.
+    #[serde(default)]
+    pub use_identity_as_username: bool,
 }
 
 /// Listener protocols this build serves.

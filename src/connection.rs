@@ -187,6 +187,9 @@ impl From<DecodeError> for Close {
 pub struct Context {
     pub auth: Arc<Authenticator>,
     pub shutdown: watch::Receiver<bool>,
+    /// The user the transport has already authenticated (a TLS client certificate's
+    /// common name, with `use_identity_as_username`): it replaces the CONNECT's.
+    pub identity: Option<ByteString>,
 }
 
 /// How long a closing connection may take to send its last packets.
@@ -541,7 +544,9 @@ fn check_connect(connect: &Connect, broker: &Broker, cx: &Context) -> Result<Agr
         (true, true) => Some(max),
         (true, false) => return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
     };
-    cx.auth.check(connect.username.as_deref())?;
+    if cx.identity.is_none() {
+        cx.auth.check(connect.username.as_deref())?;
+    }
     Ok(Agreed {
         keep_alive: server_keep_alive.unwrap_or(connect.keep_alive),
         server_keep_alive,

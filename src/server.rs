@@ -46,7 +46,8 @@ pub enum StartError {
 #[derive(Clone)]
 enum Transport {
     Tcp,
-    Tls(TlsAcceptor),
+    /// TLS; `true`: a client is the user its certificate names.
+    Tls(TlsAcceptor, bool),
 }
 
 impl Server {
@@ -90,6 +91,7 @@ impl Server {
                 (ListenerProtocol::Mqtts, None) => return Err(StartError::NoTls { addr }),
                 (ListenerProtocol::Mqtts, Some(tls)) => Transport::Tls(
                     tls::acceptor(tls).map_err(|source| StartError::Tls { addr, source })?,
+                    tls.use_identity_as_username,
                 ),
             };
             let tcp =
@@ -114,6 +116,7 @@ impl Server {
             let cx = Context {
                 auth: auth.clone(),
                 shutdown: shutdown_rx.clone(),
+                identity: None,
             };
             background.push(tokio::spawn(accept_loop(
                 tcp,
@@ -182,18 +185,29 @@ async fn accept_loop(
             continue;
         };
         tune(&stream);
-        let cx = cx.clone();
+        let mut cx = cx.clone();
         match &transport {
             Transport::Tcp => {
                 tokio::spawn(connection::serve(stream, peer, admitted, cx));
             }
-            Transport::Tls(acceptor) => {
+            &Transport::Tls(ref acceptor, use_identity) => {
                 // The handshake gets the time a client has to send CONNECT.
                 let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
                 let handshake = acceptor.accept(stream);
                 tokio::spawn(async move {
                     match tokio::time::timeout(limit, handshake).await {
-                        Ok(Ok(tls)) => connection::serve(tls, peer, admitted, cx).await,
+                        Ok(Ok(tls)) => {
+                            if use_identity {
+                                // Verified by the handshake: require_certificate is on.
+                                let name = tls::peer_common_name(tls.get_ref().1);
+                                let Some(name) = name else {
+                                    warn!(%peer, "client certificate has no common name, closing");
+                                    return;
+                                };
+                                cx.identity = Some(name.into());
+                            }
+                            connection::serve(tls, peer, admitted, cx).await
+                        }
                         Ok(Err(e)) => warn!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => warn!(%peer, "TLS handshake not done within {limit:?}"),
                     }

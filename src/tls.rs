@@ -22,6 +22,8 @@ pub enum TlsError {
     ClientCa { path: PathBuf, reason: String },
     #[error("require_certificate needs a client_ca to check client certificates against")]
     NoClientCa,
+    #[error("use_identity_as_username needs require_certificate")]
+    IdentityWithoutCertificate,
     #[error("the key {} cannot serve the certificate {}: {reason}", key.display(), cert.display())]
     Mismatch {
         cert: PathBuf,
@@ -33,6 +35,9 @@ pub enum TlsError {
 /// The TLS side of a listener, built from `tls`; every file problem is an error naming
 /// the file.
 pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+    if tls.use_identity_as_username && !tls.require_certificate {
+        return Err(TlsError::IdentityWithoutCertificate);
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = certificates(&tls.cert).map_err(|reason| TlsError::Certificate {
         path: tls.cert.clone(),
@@ -91,4 +96,12 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err("no certificate in it".into());
     }
     Ok(certs)
+}
+
+/// The common name of the certificate a client presented, if any.
+pub fn peer_common_name(connection: &rustls::ServerConnection) -> Option<String> {
+    let cert = connection.peer_certificates()?.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let name = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(name.to_owned())
 }

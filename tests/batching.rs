@@ -82,6 +82,7 @@ async fn many_deliveries_leave_in_few_writes() {
     let context = || Context {
         auth: Arc::new(Authenticator::new(&config.auth)),
         shutdown: shutdown_rx.clone(),
+        identity: None,
     };
     let peer = "127.0.0.1:9".parse().unwrap();
 

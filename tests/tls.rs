@@ -61,6 +61,7 @@ impl Pki {
             key: self.path("server.key"),
             client_ca: None,
             require_certificate: false,
+            use_identity_as_username: false,
         }
     }
 }
@@ -69,8 +70,17 @@ impl Pki {
 async fn start(
     tls: TlsConfig,
 ) -> Result<(Server, SocketAddr, SocketAddr), herald::server::StartError> {
+    start_with(tls, true).await
+}
+
+/// [`start`], allowing anonymous clients or not.
+async fn start_with(
+    tls: TlsConfig,
+    allow_anonymous: bool,
+) -> Result<(Server, SocketAddr, SocketAddr), herald::server::StartError> {
     init_logging();
     let mut config = Config::default();
+    config.auth.allow_anonymous = allow_anonymous;
     config.storage.persistence = false;
     config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
     config.listeners.push(Listener {
@@ -223,4 +233,47 @@ async fn a_failed_handshake_disturbs_no_one() {
     run_tool(publish, b"").await;
     expect_message(&mut watcher, "hs/after", b"fine").await;
     server.shutdown().await;
+}
+
+/// With use_identity_as_username a client is the user its certificate names: admitted
+/// without a user name where anonymous clients are not; without it, the same client
+/// is refused (CONNACK 0x05).
+#[tokio::test]
+async fn a_certificate_identifies_its_client_with_use_identity_as_username() {
+    let Some((_, pub_tool)) = mosquitto_tools() else {
+        return;
+    };
+    let pki = Pki::new();
+    for use_identity in [true, false] {
+        let tls = TlsConfig {
+            client_ca: Some(pki.path("ca.pem")),
+            require_certificate: true,
+            use_identity_as_username: use_identity,
+            ..pki.tls()
+        };
+        let (server, _, secure) = start_with(tls, false).await.unwrap();
+        let mut with_cert = over_tls(&pub_tool, secure, &pki);
+        with_cert.args(["--cert"]).arg(pki.path("client.pem"));
+        with_cert.args(["--key"]).arg(pki.path("client.key"));
+        with_cert.args(["-q", "1", "-t", "id/x", "-m", "x"]);
+        let status = tokio::time::timeout(WAIT, with_cert.status())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            status.success(),
+            use_identity,
+            "use_identity_as_username = {use_identity}"
+        );
+        server.shutdown().await;
+    }
+    let without = TlsConfig {
+        use_identity_as_username: true,
+        ..pki.tls()
+    };
+    let message = start(without).await.err().expect("start fails").to_string();
+    assert!(
+        message.contains("use_identity_as_username needs require_certificate"),
+        "{message}"
+    );
 }
