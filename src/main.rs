@@ -102,17 +102,19 @@ fn run(config: Config) -> ExitCode {
             }
         };
         info!("herald {} ready", env!("CARGO_PKG_VERSION"));
-        stop.wait().await;
+        stop.wait(|| server.reload_certificates()).await;
         info!("shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-/// SIGTERM and SIGINT, each watched if it can be.
+/// SIGTERM and SIGINT, which stop the broker, and SIGHUP, which reloads; each watched
+/// if it can be.
 struct StopSignals {
     term: Option<tokio::signal::unix::Signal>,
     interrupt: Option<tokio::signal::unix::Signal>,
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl StopSignals {
@@ -128,10 +130,12 @@ impl StopSignals {
         StopSignals {
             term: watch(SignalKind::terminate(), "SIGTERM"),
             interrupt: watch(SignalKind::interrupt(), "SIGINT"),
+            hangup: watch(SignalKind::hangup(), "SIGHUP"),
         }
     }
 
-    async fn wait(mut self) {
+    /// Returns at SIGTERM or SIGINT, calling `reload` at each SIGHUP meanwhile.
+    async fn wait(mut self, reload: impl Fn()) {
         async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
             match signal {
                 Some(signal) => {
@@ -140,9 +144,15 @@ impl StopSignals {
                 None => std::future::pending().await,
             }
         }
-        tokio::select! {
-            _ = next(&mut self.term) => {}
-            _ = next(&mut self.interrupt) => {}
+        loop {
+            tokio::select! {
+                _ = next(&mut self.term) => return,
+                _ = next(&mut self.interrupt) => return,
+                _ = next(&mut self.hangup) => {
+                    info!("SIGHUP: reloading");
+                    reload();
+                }
+            }
         }
     }
 }

@@ -15,8 +15,7 @@ use crate::broker::Broker;
 use crate::config::{Config, ListenerProtocol};
 use crate::connection::{self, Context};
 use crate::storage::{SledStorage, Storage, StorageError, Volatile};
-use crate::tls::{self, TlsError};
-use tokio_rustls::TlsAcceptor;
+use crate::tls::{self, Certificates, TlsError};
 
 /// How long shutdown waits for connections to reach a safe state.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -28,6 +27,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     /// The accept loops and the keep-alive sweeper.
     background: Vec<JoinHandle<()>>,
+    /// Each TLS listener's certificates, with its address.
+    certificates: Vec<(SocketAddr, Arc<Certificates>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +44,9 @@ pub enum StartError {
 }
 
 /// What a listener runs its connections over.
-#[derive(Clone)]
 enum Transport {
     Tcp,
-    /// TLS; `true`: a client is the user its certificate names.
-    Tls(TlsAcceptor, bool),
+    Tls(Arc<Certificates>),
 }
 
 impl Server {
@@ -84,15 +83,17 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut local_addrs = Vec::new();
         let mut background = vec![tokio::spawn(broker.keep_alives.clone().run())];
+        let mut certificates = Vec::new();
         for listener in &config.listeners {
             let addr = listener.bind;
             let transport = match (listener.protocol, &listener.tls) {
                 (ListenerProtocol::Mqtt, _) => Transport::Tcp,
                 (ListenerProtocol::Mqtts, None) => return Err(StartError::NoTls { addr }),
-                (ListenerProtocol::Mqtts, Some(tls)) => Transport::Tls(
-                    tls::acceptor(tls).map_err(|source| StartError::Tls { addr, source })?,
-                    tls.use_identity_as_username,
-                ),
+                (ListenerProtocol::Mqtts, Some(tls)) => {
+                    let loaded = Certificates::load(tls)
+                        .map_err(|source| StartError::Tls { addr, source })?;
+                    Transport::Tls(Arc::new(loaded))
+                }
             };
             let tcp =
                 TcpListener::bind(listener.bind)
@@ -113,6 +114,9 @@ impl Server {
                 warn!("listener {addr} is reachable from the network and allows anonymous clients");
             }
             local_addrs.push(addr);
+            if let Transport::Tls(loaded) = &transport {
+                certificates.push((addr, loaded.clone()));
+            }
             let cx = Context {
                 auth: auth.clone(),
                 shutdown: shutdown_rx.clone(),
@@ -130,7 +134,21 @@ impl Server {
             local_addrs,
             shutdown,
             background,
+            certificates,
         })
+    }
+
+    /// Reads every TLS listener's certificate files again (SIGHUP): new connections
+    /// use them, open ones keep theirs. A listener whose files fail keeps its old ones.
+    pub fn reload_certificates(&self) {
+        for (addr, certificates) in &self.certificates {
+            match certificates.reload() {
+                Ok(()) => info!("listener {addr}: certificates reloaded"),
+                Err(e) => {
+                    error!("listener {addr}: certificates not reloaded, the old ones stay: {e}")
+                }
+            }
+        }
     }
 
     /// The addresses actually bound, in the order of the configuration's listeners.
@@ -190,10 +208,11 @@ async fn accept_loop(
             Transport::Tcp => {
                 tokio::spawn(connection::serve(stream, peer, admitted, cx));
             }
-            &Transport::Tls(ref acceptor, use_identity) => {
+            Transport::Tls(certificates) => {
                 // The handshake gets the time a client has to send CONNECT.
                 let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
-                let handshake = acceptor.accept(stream);
+                let use_identity = certificates.use_identity_as_username();
+                let handshake = certificates.acceptor().accept(stream);
                 tokio::spawn(async move {
                     match tokio::time::timeout(limit, handshake).await {
                         Ok(Ok(tls)) => {

@@ -2,7 +2,7 @@
 //! optional client certificates checked against a CA, TLS 1.2 and 1.3 only.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -11,6 +11,40 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
+use crate::locks::{read, write};
+
+/// A TLS listener's certificates, read again from their files on reload; connections
+/// already open keep theirs.
+pub struct Certificates {
+    config: TlsConfig,
+    acceptor: RwLock<TlsAcceptor>,
+}
+
+impl Certificates {
+    pub fn load(config: &TlsConfig) -> Result<Certificates, TlsError> {
+        Ok(Certificates {
+            acceptor: RwLock::new(acceptor(config)?),
+            config: config.clone(),
+        })
+    }
+
+    /// What new connections are accepted with.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        read(&self.acceptor).clone()
+    }
+
+    /// Reads the files again; on an error the certificates in use stay.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = acceptor(&self.config)?;
+        *write(&self.acceptor) = fresh;
+        Ok(())
+    }
+
+    /// A client is the user its certificate names.
+    pub fn use_identity_as_username(&self) -> bool {
+        self.config.use_identity_as_username
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -34,7 +68,7 @@ pub enum TlsError {
 
 /// The TLS side of a listener, built from `tls`; every file problem is an error naming
 /// the file.
-pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     if tls.use_identity_as_username && !tls.require_certificate {
         return Err(TlsError::IdentityWithoutCertificate);
     }

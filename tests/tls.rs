@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::process::Process;
 use common::tools::{mosquitto_tools, run_tool};
 use common::{expect_message, init_logging, RawClient, WAIT};
 use herald::config::{Listener, ListenerProtocol, TlsConfig};
@@ -275,5 +276,69 @@ async fn a_certificate_identifies_its_client_with_use_identity_as_username() {
     assert!(
         message.contains("use_identity_as_username needs require_certificate"),
         "{message}"
+    );
+}
+
+/// SIGHUP reads the certificate files again: new connections get the new certificate,
+/// a client connected before keeps its connection, and files that fail to load leave
+/// the certificates in use as they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_certificates_without_dropping_connections() {
+    let Some((sub_tool, pub_tool)) = mosquitto_tools() else {
+        return;
+    };
+    let (old, new) = (Pki::new(), Pki::new());
+    let dir = tempfile::tempdir().unwrap();
+    let install = |pki: &Pki| {
+        std::fs::copy(pki.path("server.pem"), dir.path().join("live.pem")).unwrap();
+        std::fs::copy(pki.path("server.key"), dir.path().join("live.key")).unwrap();
+    };
+    install(&old);
+    let config = "[[listeners]]\nprotocol = \"mqtts\"\nbind = \"127.0.0.1:0\"\n\
+                  tls = { cert = \"live.pem\", key = \"live.key\" }\n\
+                  [storage]\npersistence = false\n";
+    let mut herald = Process::start(dir.path(), config);
+    let line = herald.wait_for_log("mqtts listener on ");
+    let secure: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+
+    let mut subscribe = over_tls(&sub_tool, secure, &old);
+    subscribe.args(["-q", "1", "-t", "reload/#", "-C", "2", "-W", "10"]);
+    let subscriber = subscribe
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    herald.wait_for_log("client connected");
+
+    install(&new);
+    herald.signal("HUP");
+    herald.wait_for_log("certificates reloaded");
+    let publish = |pki: &Pki, payload: &str| {
+        let mut command = over_tls(&pub_tool, secure, pki);
+        command.args(["-q", "1", "-t", "reload/x", "-m", payload]);
+        command
+    };
+    run_tool(publish(&new, "1"), b"").await;
+    let refused = tokio::time::timeout(WAIT, publish(&old, "x").status())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !refused.success(),
+        "the old CA no longer matches the listener's certificate"
+    );
+
+    std::fs::write(dir.path().join("live.key"), "not a key").unwrap();
+    herald.signal("HUP");
+    herald.wait_for_log("certificates not reloaded");
+    run_tool(publish(&new, "2"), b"").await;
+
+    let output = tokio::time::timeout(WAIT, subscriber.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "1\n2\n",
+        "the subscriber stayed connected"
     );
 }
