@@ -63,6 +63,8 @@ pub enum ListenerProtocol {
     Mqtt,
     /// MQTT over TLS.
     Mqtts,
+    /// HTTP: MQTT over WebSocket at /mqtt, /healthz.
+    Http,
 }
 
 impl TryFrom<String> for ListenerProtocol {
@@ -72,10 +74,13 @@ impl TryFrom<String> for ListenerProtocol {
         match s.as_str() {
             "mqtt" => Ok(ListenerProtocol::Mqtt),
             "mqtts" => Ok(ListenerProtocol::Mqtts),
-            "http" | "https" => Err(format!(
-                "protocol \"{s}\" is not available in this version of Herald yet; use \"mqtt\" or \"mqtts\""
+            "http" => Ok(ListenerProtocol::Http),
+            "https" => Err(format!(
+                "protocol \"{s}\" is not available in this version of Herald yet; use \"mqtt\", \"mqtts\" or \"http\""
             )),
-            _ => Err(format!("unknown protocol \"{s}\", expected \"mqtt\" or \"mqtts\"")),
+            _ => Err(format!(
+                "unknown protocol \"{s}\", expected \"mqtt\", \"mqtts\" or \"http\""
+            )),
         }
     }
 }
@@ -85,6 +90,7 @@ impl From<ListenerProtocol> for String {
         match p {
             ListenerProtocol::Mqtt => "mqtt".into(),
             ListenerProtocol::Mqtts => "mqtts".into(),
+            ListenerProtocol::Http => "http".into(),
         }
     }
 }

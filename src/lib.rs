@@ -9,6 +9,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 mod event_ids;
+mod http;
 pub mod keep_alive;
 mod level_tree;
 mod locks;
@@ -21,6 +22,7 @@ pub mod session;
 pub mod storage;
 pub mod tls;
 pub mod topic;
+mod websocket;
 
 pub use config::Config;
 pub use server::Server;

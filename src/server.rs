@@ -11,9 +11,10 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::auth::Authenticator;
-use crate::broker::Broker;
+use crate::broker::{Admitted, Broker};
 use crate::config::{Config, ListenerProtocol};
 use crate::connection::{self, Context};
+use crate::http;
 use crate::storage::{SledStorage, Storage, StorageError, Volatile};
 use crate::tls::{self, Certificates, TlsError};
 
@@ -47,6 +48,8 @@ pub enum StartError {
 enum Transport {
     Tcp,
     Tls(Arc<Certificates>),
+    /// HTTP, with MQTT over WebSocket: a connection counts once it upgrades.
+    Http,
 }
 
 impl Server {
@@ -88,6 +91,7 @@ impl Server {
             let addr = listener.bind;
             let transport = match (listener.protocol, &listener.tls) {
                 (ListenerProtocol::Mqtt, _) => Transport::Tcp,
+                (ListenerProtocol::Http, _) => Transport::Http,
                 (ListenerProtocol::Mqtts, None) => return Err(StartError::NoTls { addr }),
                 (ListenerProtocol::Mqtts, Some(tls)) => {
                     let loaded = Certificates::load(tls)
@@ -109,6 +113,7 @@ impl Server {
             match listener.protocol {
                 ListenerProtocol::Mqtt => info!("mqtt listener on {addr}"),
                 ListenerProtocol::Mqtts => info!("mqtts listener on {addr}"),
+                ListenerProtocol::Http => info!("http listener on {addr}"),
             }
             if !addr.ip().is_loopback() && config.auth.allow_anonymous {
                 warn!("listener {addr} is reachable from the network and allows anonymous clients");
@@ -198,42 +203,55 @@ async fn accept_loop(
                 continue;
             }
         };
+        tune(&stream);
+        let cx = cx.clone();
+        let tls = match &transport {
+            Transport::Http => {
+                tokio::spawn(http::serve(stream, peer, broker.clone(), cx));
+                continue;
+            }
+            Transport::Tcp => None,
+            Transport::Tls(certificates) => Some(certificates.clone()),
+        };
         let Some(admitted) = broker.admit() else {
             warn!(%peer, "connection limit reached, closing new connection");
             continue;
         };
-        tune(&stream);
-        let mut cx = cx.clone();
-        match &transport {
-            Transport::Tcp => {
+        match tls {
+            None => {
                 tokio::spawn(connection::serve(stream, peer, admitted, cx));
             }
-            Transport::Tls(certificates) => {
-                // The handshake gets the time a client has to send CONNECT.
+            Some(certificates) => {
                 let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
-                let use_identity = certificates.use_identity_as_username();
-                let handshake = certificates.acceptor().accept(stream);
-                tokio::spawn(async move {
-                    match tokio::time::timeout(limit, handshake).await {
-                        Ok(Ok(tls)) => {
-                            if use_identity {
-                                // Verified by the handshake: require_certificate is on.
-                                let name = tls::peer_common_name(tls.get_ref().1);
-                                let Some(name) = name else {
-                                    warn!(%peer, "client certificate has no common name, closing");
-                                    return;
-                                };
-                                cx.identity = Some(name.into());
-                            }
-                            connection::serve(tls, peer, admitted, cx).await
-                        }
-                        Ok(Err(e)) => warn!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => warn!(%peer, "TLS handshake not done within {limit:?}"),
-                    }
-                });
+                tokio::spawn(serve_tls(stream, peer, admitted, cx, certificates, limit));
             }
         }
     }
+}
+
+/// Serves a TLS client once its handshake is done, within `limit` (the time a client
+/// has to send CONNECT).
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+    mut cx: Context,
+    certificates: Arc<Certificates>,
+    limit: Duration,
+) {
+    let tls = match tokio::time::timeout(limit, certificates.acceptor().accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return warn!(%peer, "TLS handshake failed: {e}"),
+        Err(_) => return warn!(%peer, "TLS handshake not done within {limit:?}"),
+    };
+    if certificates.use_identity_as_username() {
+        // Verified by the handshake: require_certificate is on.
+        let Some(name) = tls::peer_common_name(tls.get_ref().1) else {
+            return warn!(%peer, "client certificate has no common name, closing");
+        };
+        cx.identity = Some(name.into());
+    }
+    connection::serve(tls, peer, admitted, cx).await
 }
 
 fn tune(stream: &TcpStream) {

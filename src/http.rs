@@ -1,0 +1,148 @@
+//! The HTTP listener: one hyper service with routes. `GET /mqtt` upgrades to MQTT over
+//! WebSocket (subprotocol `mqtt` or `mqttv3.1`) served by the same connection handler as
+//! TCP; `GET /healthz` answers `ok`. Errors are JSON `{"error": …}`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, warn};
+
+use crate::broker::Broker;
+use crate::connection::{self, Context};
+use crate::websocket::WsStream;
+
+/// The WebSocket subprotocols MQTT clients ask for, in order of preference.
+const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
+
+type Reply = Response<Full<Bytes>>;
+
+/// Serves HTTP/1.1 on `stream` until the peer closes it or the server stops.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cx: Context) {
+    let mut shutdown = cx.shutdown.clone();
+    let service = service_fn(move |request| {
+        let (broker, cx) = (broker.clone(), cx.clone());
+        async move { Ok::<_, Infallible>(route(request, peer, broker, cx)) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = served {
+        debug!(%peer, "HTTP connection ended: {e}");
+    }
+}
+
+fn route(request: Request<Incoming>, peer: SocketAddr, broker: Arc<Broker>, cx: Context) -> Reply {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz") => plain(StatusCode::OK, "ok"),
+        (&Method::GET, "/mqtt") => upgrade(request, peer, broker, cx),
+        (_, "/healthz" | "/mqtt") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
+
+/// Answers a WebSocket upgrade to MQTT, and serves MQTT on it once upgraded.
+fn upgrade(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    cx: Context,
+) -> Reply {
+    let headers = request.headers();
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let (Some(key), true, true) = (
+        key,
+        has(header::UPGRADE, "websocket"),
+        has(header::CONNECTION, "upgrade"),
+    ) else {
+        return error(StatusCode::BAD_REQUEST, "/mqtt takes a WebSocket upgrade");
+    };
+    if !has(header::SEC_WEBSOCKET_VERSION, "13") {
+        return error(StatusCode::BAD_REQUEST, "WebSocket version 13 is required");
+    }
+    let Some(subprotocol) = SUBPROTOCOLS
+        .into_iter()
+        .find(|protocol| has(header::SEC_WEBSOCKET_PROTOCOL, protocol))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "no supported WebSocket subprotocol: ask for \"mqtt\" or \"mqttv3.1\"",
+        );
+    };
+    let Some(admitted) = broker.admit() else {
+        warn!(%peer, "connection limit reached, WebSocket upgrade refused");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
+    };
+    let upgraded = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match upgraded.await {
+            Ok(upgraded) => {
+                let socket = TokioIo::new(upgraded);
+                let ws = WebSocketStream::from_raw_socket(socket, Role::Server, None).await;
+                connection::serve(WsStream::new(ws), peer, admitted, cx).await;
+            }
+            Err(e) => debug!(%peer, "WebSocket upgrade failed: {e}"),
+        }
+    });
+    let mut reply = Response::new(Full::new(Bytes::new()));
+    *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = reply.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(subprotocol),
+    );
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    reply
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *reply.status_mut() = status;
+    reply
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    reply
+}
+
+/// A JSON error, as every endpoint gives them.
+fn error(status: StatusCode, what: &str) -> Reply {
+    let body = serde_json::json!({ "error": what }).to_string();
+    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    reply
+}

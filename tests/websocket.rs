@@ -1,0 +1,268 @@
+//! The HTTP listener: MQTT over WebSocket at /mqtt (binary frames as a byte stream,
+//! subprotocols `mqtt` and `mqttv3.1`), exchanging messages with TCP clients; text
+//! frames refused, pings answered, bad upgrades answered with clear HTTP errors;
+//! /healthz.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use common::{expect_message, init_logging, Encode, RawClient, WAIT};
+use futures_util::{SinkExt, StreamExt};
+use herald::config::{Listener, ListenerProtocol};
+use herald::{Config, Server};
+use mqttbytes::{v4, QoS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{client_async, WebSocketStream};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// A broker with a TCP and an HTTP listener on ephemeral loopback ports.
+async fn start() -> (Server, SocketAddr, SocketAddr) {
+    init_logging();
+    let mut config = Config::default();
+    config.storage.persistence = false;
+    config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
+    config.listeners.push(Listener {
+        protocol: ListenerProtocol::Http,
+        bind: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+    });
+    let server = Server::start(&config).await.unwrap();
+    let (tcp, http) = (server.local_addrs()[0], server.local_addrs()[1]);
+    (server, tcp, http)
+}
+
+/// A WebSocket to /mqtt asking for `subprotocol`.
+async fn websocket(http: SocketAddr, subprotocol: &str) -> Ws {
+    let mut request = format!("ws://{http}/mqtt").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", subprotocol.parse().unwrap());
+    let stream = TcpStream::connect(http).await.unwrap();
+    let (ws, response) = tokio::time::timeout(WAIT, client_async(request, stream))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], subprotocol);
+    ws
+}
+
+fn bytes(packet: impl Encode) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    packet.encode(&mut buf);
+    buf.to_vec()
+}
+
+/// Reads binary frames until a whole MQTT packet is buffered.
+async fn next_packet(ws: &mut Ws, input: &mut BytesMut) -> v4::Packet {
+    loop {
+        if let Ok(packet) = v4::read(input, 1 << 20) {
+            return packet;
+        }
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+        {
+            Some(Ok(Message::Binary(data))) => input.extend_from_slice(&data),
+            Some(Ok(Message::Pong(_))) => {}
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_and_tcp_clients_exchange_messages_both_ways() {
+    let (server, tcp, http) = start().await;
+    for subprotocol in ["mqtt", "mqttv3.1"] {
+        let mut ws = websocket(http, subprotocol).await;
+        let mut input = BytesMut::new();
+        // CONNECT split across two frames…
+        let connect = bytes(common::connect_packet(
+            &format!("ws-{subprotocol}"),
+            true,
+            30,
+        ));
+        let (head, tail) = connect.split_at(5);
+        ws.send(Message::binary(head.to_vec())).await.unwrap();
+        ws.send(Message::binary(tail.to_vec())).await.unwrap();
+        assert!(matches!(
+            next_packet(&mut ws, &mut input).await,
+            v4::Packet::ConnAck(_)
+        ));
+        // …SUBSCRIBE and a PING in one frame.
+        let mut subscribe = v4::Subscribe::new("ws/down", QoS::AtLeastOnce);
+        subscribe.pkid = 1;
+        let mut both = bytes(subscribe);
+        both.extend(bytes(v4::PingReq));
+        ws.send(Message::binary(both)).await.unwrap();
+        assert!(matches!(
+            next_packet(&mut ws, &mut input).await,
+            v4::Packet::SubAck(_)
+        ));
+        assert!(matches!(
+            next_packet(&mut ws, &mut input).await,
+            v4::Packet::PingResp
+        ));
+
+        // TCP → WebSocket.
+        let mut tcp_client = RawClient::open(tcp).await;
+        tcp_client
+            .connect(&format!("tcp-{subprotocol}"), true)
+            .await;
+        tcp_client.subscribe(1, "ws/up", QoS::AtLeastOnce).await;
+        let payload: Vec<u8> = (0..=255).collect();
+        tcp_client
+            .publish("ws/down", QoS::AtLeastOnce, &payload, false, 2)
+            .await;
+        match next_packet(&mut ws, &mut input).await {
+            v4::Packet::Publish(publish) => {
+                assert_eq!(publish.topic, "ws/down");
+                assert_eq!(&publish.payload[..], &payload[..]);
+                ws.send(Message::binary(bytes(v4::PubAck::new(publish.pkid))))
+                    .await
+                    .unwrap();
+            }
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+        // WebSocket → TCP, at QoS 1.
+        let mut publish = v4::Publish::new("ws/up", QoS::AtLeastOnce, b"from the browser".to_vec());
+        publish.pkid = 9;
+        ws.send(Message::binary(bytes(publish))).await.unwrap();
+        assert!(
+            matches!(next_packet(&mut ws, &mut input).await, v4::Packet::PubAck(a) if a.pkid == 9)
+        );
+        expect_message(&mut tcp_client, "ws/up", b"from the browser").await;
+
+        // A ping frame is answered with a pong.
+        ws.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
+        let pong = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        assert!(
+            matches!(&pong, Some(Ok(Message::Pong(p))) if &p[..] == b"hi"),
+            "{pong:?}"
+        );
+        // A clean close is answered with a close.
+        ws.close(None).await.unwrap();
+        let closed = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        assert!(
+            matches!(closed, None | Some(Ok(Message::Close(_)))),
+            "{closed:?}"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_text_frame_ends_the_connection() {
+    let (server, _, http) = start().await;
+    let mut ws = websocket(http, "mqtt").await;
+    let mut input = BytesMut::new();
+    ws.send(Message::binary(bytes(common::connect_packet(
+        "ws-text", true, 30,
+    ))))
+    .await
+    .unwrap();
+    assert!(matches!(
+        next_packet(&mut ws, &mut input).await,
+        v4::Packet::ConnAck(_)
+    ));
+    ws.send(Message::text("not mqtt")).await.unwrap();
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the broker closes a connection that sends text frames"
+    );
+    server.shutdown().await;
+}
+
+/// One raw HTTP/1.1 request; returns the status line and the body.
+async fn http_request(http: SocketAddr, request: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(http).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Until the headers and as many body bytes as they announce have arrived.
+    let complete = |response: &str| {
+        let Some((head, body)) = response.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let length = head
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        body.len() >= length
+    };
+    let mut response = String::new();
+    let mut chunk = [0; 4096];
+    while !complete(&response) {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        response.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    let status = response.lines().next().unwrap_or_default().to_string();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn healthz_answers_and_bad_upgrades_get_clear_errors() {
+    let (server, _, http) = start().await;
+    let (status, body) = http_request(
+        http,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(body, "ok");
+
+    let upgrade = |path: &str, protocol: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{protocol}\r\n"
+        )
+    };
+    let (status, body) = http_request(
+        http,
+        &upgrade("/elsewhere", "Sec-WebSocket-Protocol: mqtt\r\n"),
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+    assert!(body.contains("\"error\""), "{body}");
+    let (status, body) = http_request(http, &upgrade("/mqtt", "")).await;
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    assert!(body.contains("subprotocol"), "{body}");
+    let (status, body) =
+        http_request(http, &upgrade("/mqtt", "Sec-WebSocket-Protocol: chat\r\n")).await;
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    assert!(body.contains("subprotocol"), "{body}");
+    let (status, _) = http_request(
+        http,
+        "GET /mqtt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    server.shutdown().await;
+}
