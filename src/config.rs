@@ -65,6 +65,8 @@ pub enum ListenerProtocol {
     Mqtts,
     /// HTTP: MQTT over WebSocket at /mqtt, /healthz.
     Http,
+    /// The same over TLS.
+    Https,
 }
 
 impl TryFrom<String> for ListenerProtocol {
@@ -75,11 +77,9 @@ impl TryFrom<String> for ListenerProtocol {
             "mqtt" => Ok(ListenerProtocol::Mqtt),
             "mqtts" => Ok(ListenerProtocol::Mqtts),
             "http" => Ok(ListenerProtocol::Http),
-            "https" => Err(format!(
-                "protocol \"{s}\" is not available in this version of Herald yet; use \"mqtt\", \"mqtts\" or \"http\""
-            )),
+            "https" => Ok(ListenerProtocol::Https),
             _ => Err(format!(
-                "unknown protocol \"{s}\", expected \"mqtt\", \"mqtts\" or \"http\""
+                "unknown protocol \"{s}\", expected \"mqtt\", \"mqtts\", \"http\" or \"https\""
             )),
         }
     }
@@ -91,6 +91,7 @@ impl From<ListenerProtocol> for String {
             ListenerProtocol::Mqtt => "mqtt".into(),
             ListenerProtocol::Mqtts => "mqtts".into(),
             ListenerProtocol::Http => "http".into(),
+            ListenerProtocol::Https => "https".into(),
         }
     }
 }

@@ -13,7 +13,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
@@ -28,8 +28,12 @@ const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 
 type Reply = Response<Full<Bytes>>;
 
-/// Serves HTTP/1.1 on `stream` until the peer closes it or the server stops.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cx: Context) {
+/// Serves HTTP/1.1 on `stream` (TCP or TLS) until the peer closes it or the server
+/// stops.
+pub async fn serve<S>(stream: S, peer: SocketAddr, broker: Arc<Broker>, cx: Context)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut shutdown = cx.shutdown.clone();
     let service = service_fn(move |request| {
         let (broker, cx) = (broker.clone(), cx.clone());

@@ -11,12 +11,13 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::auth::Authenticator;
-use crate::broker::{Admitted, Broker};
+use crate::broker::Broker;
 use crate::config::{Config, ListenerProtocol};
 use crate::connection::{self, Context};
 use crate::http;
 use crate::storage::{SledStorage, Storage, StorageError, Volatile};
 use crate::tls::{self, Certificates, TlsError};
+use tokio_rustls::server::TlsStream;
 
 /// How long shutdown waits for connections to reach a safe state.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -40,7 +41,9 @@ pub enum StartError {
     Storage(#[from] StorageError),
     #[error("listener {addr}: {source}")]
     Tls { addr: SocketAddr, source: TlsError },
-    #[error("listener {addr}: protocol \"mqtts\" needs a tls table with cert and key")]
+    #[error(
+        "listener {addr}: protocols \"mqtts\" and \"https\" need a tls table with cert and key"
+    )]
     NoTls { addr: SocketAddr },
 }
 
@@ -50,6 +53,8 @@ enum Transport {
     Tls(Arc<Certificates>),
     /// HTTP, with MQTT over WebSocket: a connection counts once it upgrades.
     Http,
+    /// The same over TLS.
+    Https(Arc<Certificates>),
 }
 
 impl Server {
@@ -92,11 +97,18 @@ impl Server {
             let transport = match (listener.protocol, &listener.tls) {
                 (ListenerProtocol::Mqtt, _) => Transport::Tcp,
                 (ListenerProtocol::Http, _) => Transport::Http,
-                (ListenerProtocol::Mqtts, None) => return Err(StartError::NoTls { addr }),
-                (ListenerProtocol::Mqtts, Some(tls)) => {
+                (ListenerProtocol::Mqtts | ListenerProtocol::Https, None) => {
+                    return Err(StartError::NoTls { addr })
+                }
+                (protocol, Some(tls)) => {
                     let loaded = Certificates::load(tls)
                         .map_err(|source| StartError::Tls { addr, source })?;
-                    Transport::Tls(Arc::new(loaded))
+                    let loaded = Arc::new(loaded);
+                    certificates.push((addr, loaded.clone()));
+                    match protocol {
+                        ListenerProtocol::Https => Transport::Https(loaded),
+                        _ => Transport::Tls(loaded),
+                    }
                 }
             };
             let tcp =
@@ -114,14 +126,12 @@ impl Server {
                 ListenerProtocol::Mqtt => info!("mqtt listener on {addr}"),
                 ListenerProtocol::Mqtts => info!("mqtts listener on {addr}"),
                 ListenerProtocol::Http => info!("http listener on {addr}"),
+                ListenerProtocol::Https => info!("https listener on {addr}"),
             }
             if !addr.ip().is_loopback() && config.auth.allow_anonymous {
                 warn!("listener {addr} is reachable from the network and allows anonymous clients");
             }
             local_addrs.push(addr);
-            if let Transport::Tls(loaded) = &transport {
-                certificates.push((addr, loaded.clone()));
-            }
             let cx = Context {
                 auth: auth.clone(),
                 shutdown: shutdown_rx.clone(),
@@ -205,9 +215,21 @@ async fn accept_loop(
         };
         tune(&stream);
         let cx = cx.clone();
+        // A TLS handshake gets the time a client has to send CONNECT.
+        let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
         let tls = match &transport {
             Transport::Http => {
                 tokio::spawn(http::serve(stream, peer, broker.clone(), cx));
+                continue;
+            }
+            Transport::Https(certificates) => {
+                let (broker, certificates) = (broker.clone(), certificates.clone());
+                tokio::spawn(async move {
+                    if let Some((tls, cx)) = handshake(stream, peer, cx, &certificates, limit).await
+                    {
+                        http::serve(tls, peer, broker, cx).await;
+                    }
+                });
                 continue;
             }
             Transport::Tcp => None,
@@ -222,36 +244,47 @@ async fn accept_loop(
                 tokio::spawn(connection::serve(stream, peer, admitted, cx));
             }
             Some(certificates) => {
-                let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
-                tokio::spawn(serve_tls(stream, peer, admitted, cx, certificates, limit));
+                tokio::spawn(async move {
+                    if let Some((tls, cx)) = handshake(stream, peer, cx, &certificates, limit).await
+                    {
+                        connection::serve(tls, peer, admitted, cx).await;
+                    }
+                });
             }
         }
     }
 }
 
-/// Serves a TLS client once its handshake is done, within `limit` (the time a client
-/// has to send CONNECT).
-async fn serve_tls(
+/// Completes the TLS handshake within `limit`; with `use_identity_as_username`, the
+/// client's certificate names its user in the returned context. `None` (logged) if
+/// the handshake fails.
+async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
-    admitted: Admitted,
     mut cx: Context,
-    certificates: Arc<Certificates>,
+    certificates: &Certificates,
     limit: Duration,
-) {
+) -> Option<(TlsStream<TcpStream>, Context)> {
     let tls = match tokio::time::timeout(limit, certificates.acceptor().accept(stream)).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return warn!(%peer, "TLS handshake failed: {e}"),
-        Err(_) => return warn!(%peer, "TLS handshake not done within {limit:?}"),
+        Ok(Err(e)) => {
+            warn!(%peer, "TLS handshake failed: {e}");
+            return None;
+        }
+        Err(_) => {
+            warn!(%peer, "TLS handshake not done within {limit:?}");
+            return None;
+        }
     };
     if certificates.use_identity_as_username() {
         // Verified by the handshake: require_certificate is on.
         let Some(name) = tls::peer_common_name(tls.get_ref().1) else {
-            return warn!(%peer, "client certificate has no common name, closing");
+            warn!(%peer, "client certificate has no common name, closing");
+            return None;
         };
         cx.identity = Some(name.into());
     }
-    connection::serve(tls, peer, admitted, cx).await
+    Some((tls, cx))
 }
 
 fn tune(stream: &TcpStream) {

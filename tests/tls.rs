@@ -5,67 +5,19 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use common::pki::Pki;
 use common::process::Process;
 use common::tools::{mosquitto_tools, run_tool};
 use common::{expect_message, init_logging, RawClient, WAIT};
 use herald::config::{Listener, ListenerProtocol, TlsConfig};
 use herald::{Config, Server};
 use mqttbytes::QoS;
-use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::process::Command;
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Herald test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let signed = |names: Vec<String>, cn: &str| -> (Certificate, KeyPair) {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(names).unwrap();
-            params.distinguished_name.push(DnType::CommonName, cn);
-            (params.signed_by(&key, &ca, &ca_key).unwrap(), key)
-        };
-        let (server, server_key) = signed(vec!["127.0.0.1".into()], "herald");
-        let (client, client_key) = signed(vec![], "sensor-1");
-        let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
-        write("ca.pem", ca.pem());
-        write("server.pem", server.pem());
-        write("server.key", server_key.serialize_pem());
-        write("client.pem", client.pem());
-        write("client.key", client_key.serialize_pem());
-        write("other.key", KeyPair::generate().unwrap().serialize_pem());
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn tls(&self) -> TlsConfig {
-        TlsConfig {
-            cert: self.path("server.pem"),
-            key: self.path("server.key"),
-            client_ca: None,
-            require_certificate: false,
-            use_identity_as_username: false,
-        }
-    }
-}
 
 /// A broker with a plain and a TLS listener, both on ephemeral loopback ports.
 async fn start(

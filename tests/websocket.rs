@@ -8,9 +8,10 @@ mod common;
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
+use common::pki::Pki;
 use common::{expect_message, init_logging, Encode, RawClient, WAIT};
 use futures_util::{SinkExt, StreamExt};
-use herald::config::{Listener, ListenerProtocol};
+use herald::config::{Listener, ListenerProtocol, TlsConfig};
 use herald::{Config, Server};
 use mqttbytes::{v4, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,14 +24,22 @@ type Ws = WebSocketStream<TcpStream>;
 
 /// A broker with a TCP and an HTTP listener on ephemeral loopback ports.
 async fn start() -> (Server, SocketAddr, SocketAddr) {
+    start_with(ListenerProtocol::Http, None).await
+}
+
+/// A broker with a TCP listener and one of `protocol` (http or https).
+async fn start_with(
+    protocol: ListenerProtocol,
+    tls: Option<TlsConfig>,
+) -> (Server, SocketAddr, SocketAddr) {
     init_logging();
     let mut config = Config::default();
     config.storage.persistence = false;
     config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
     config.listeners.push(Listener {
-        protocol: ListenerProtocol::Http,
+        protocol,
         bind: "127.0.0.1:0".parse().unwrap(),
-        tls: None,
+        tls,
     });
     let server = Server::start(&config).await.unwrap();
     let (tcp, http) = (server.local_addrs()[0], server.local_addrs()[1]);
@@ -59,7 +68,10 @@ fn bytes(packet: impl Encode) -> Vec<u8> {
 }
 
 /// Reads binary frames until a whole MQTT packet is buffered.
-async fn next_packet(ws: &mut Ws, input: &mut BytesMut) -> v4::Packet {
+async fn next_packet<S>(ws: &mut WebSocketStream<S>, input: &mut BytesMut) -> v4::Packet
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         if let Ok(packet) = v4::read(input, 1 << 20) {
             return packet;
@@ -264,5 +276,63 @@ async fn healthz_answers_and_bad_upgrades_get_clear_errors() {
     )
     .await;
     assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    server.shutdown().await;
+}
+
+/// wss://: the same WebSocket endpoint on the https listener, the test CA trusted.
+#[tokio::test]
+async fn websocket_over_tls_exchanges_messages() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let pki = Pki::new();
+    let (server, tcp, https) = start_with(ListenerProtocol::Https, Some(pki.tls())).await;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let stream = TcpStream::connect(https).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = connector.connect(name, stream).await.unwrap();
+    let mut request = format!("wss://{https}/mqtt").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+    let (mut ws, _) = client_async(request, tls).await.unwrap();
+
+    let mut input = BytesMut::new();
+    ws.send(Message::binary(bytes(common::connect_packet(
+        "wss", true, 30,
+    ))))
+    .await
+    .unwrap();
+    assert!(matches!(
+        next_packet(&mut ws, &mut input).await,
+        v4::Packet::ConnAck(_)
+    ));
+    let mut subscribe = v4::Subscribe::new("wss/down", QoS::AtMostOnce);
+    subscribe.pkid = 1;
+    ws.send(Message::binary(bytes(subscribe))).await.unwrap();
+    assert!(matches!(
+        next_packet(&mut ws, &mut input).await,
+        v4::Packet::SubAck(_)
+    ));
+    let mut tcp_client = RawClient::open(tcp).await;
+    tcp_client.connect("wss-tcp", true).await;
+    tcp_client
+        .publish("wss/down", QoS::AtMostOnce, b"secure", false, 0)
+        .await;
+    match next_packet(&mut ws, &mut input).await {
+        v4::Packet::Publish(publish) => assert_eq!(&publish.payload[..], b"secure"),
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
     server.shutdown().await;
 }

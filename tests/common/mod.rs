@@ -322,6 +322,7 @@ pub fn connect_packet(client_id: &str, clean_session: bool, keep_alive: u16) -> 
     connect.keep_alive = keep_alive;
     connect
 }
+pub mod pki;
 pub mod process;
 pub mod tools;
 
