@@ -294,3 +294,46 @@ async fn sighup_reloads_certificates_without_dropping_connections() {
         "the subscriber stayed connected"
     );
 }
+
+/// rumqttc, a Rust client with its own TLS stack, over the mqtts listener.
+#[tokio::test]
+async fn rumqttc_talks_over_tls() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, TlsConfiguration, Transport};
+
+    let pki = Pki::new();
+    let (server, _, secure) = start(pki.tls()).await.unwrap();
+    let mut options = MqttOptions::new("rumqttc-tls", "127.0.0.1", secure.port());
+    options.set_transport(Transport::Tls(TlsConfiguration::Simple {
+        ca: std::fs::read(pki.path("ca.pem")).unwrap(),
+        alpn: None,
+        client_auth: None,
+    }));
+    let (client, mut events) = AsyncClient::new(options, 10);
+    client
+        .subscribe("rumqttc/tls", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let received = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.poll().await.expect("the TLS connection holds") {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    client
+                        .publish(
+                            "rumqttc/tls",
+                            rumqttc::QoS::AtLeastOnce,
+                            false,
+                            b"tls".to_vec(),
+                        )
+                        .await
+                        .unwrap();
+                }
+                Event::Incoming(Packet::Publish(publish)) => return publish.payload,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the message comes back in time");
+    assert_eq!(&received[..], b"tls");
+    server.shutdown().await;
+}
