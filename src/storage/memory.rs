@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use super::{AtomicGuard, Change, Durable, Snapshot, Storage, StorageError, StoredMessage, Ticket};
+use super::{Change, Snapshot, Storage, StorageError, StoredMessage, Ticket};
 use crate::locks::lock;
 
 /// Keeps durable state in process memory: it survives the end of a connection and a
@@ -19,20 +19,8 @@ impl Storage for MemoryStorage {
         Ticket::NONE
     }
 
-    fn durable(&self, _ticket: Ticket) -> Durable {
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn atomic(&self) -> AtomicGuard<'_> {
-        AtomicGuard::trivial()
-    }
-
     fn load(&self) -> Result<Snapshot, StorageError> {
         Ok(lock(&self.state).clone())
-    }
-
-    fn flush(&self) -> Durable {
-        Box::pin(std::future::ready(Ok(())))
     }
 }
 

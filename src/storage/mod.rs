@@ -167,19 +167,27 @@ pub trait Storage: Send + Sync {
     /// wait for before acknowledging anything that depends on it.
     fn record(&self, change: Change) -> Ticket;
 
-    /// Resolves once everything recorded up to `ticket` is durable.
-    fn durable(&self, ticket: Ticket) -> Durable;
+    /// Resolves once everything recorded up to `ticket` is durable. By default every
+    /// change is as durable as it gets once recorded.
+    fn durable(&self, _ticket: Ticket) -> Durable {
+        Box::pin(std::future::ready(Ok(())))
+    }
 
     /// Makes the changes recorded from now until the guard is dropped durable together
-    /// or not at all (a QoS 2 packet id with the message it brought).
-    fn atomic(&self) -> AtomicGuard<'_>;
+    /// or not at all (a QoS 2 packet id with the message it brought). By default each
+    /// change is applied whole when recorded, so there is nothing to group.
+    fn atomic(&self) -> AtomicGuard<'_> {
+        AtomicGuard::trivial()
+    }
 
     /// Reads back everything recorded.
     fn load(&self) -> Result<Snapshot, StorageError>;
 
     /// Writes out everything recorded so far, whatever the sync mode; resolves once it
-    /// is durable.
-    fn flush(&self) -> Durable;
+    /// is durable. By default there is nothing to write out.
+    fn flush(&self) -> Durable {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// See [`Storage::atomic`]: the group ends when this is dropped.
@@ -217,19 +225,7 @@ impl Storage for Volatile {
         Ticket::NONE
     }
 
-    fn durable(&self, _ticket: Ticket) -> Durable {
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn atomic(&self) -> AtomicGuard<'_> {
-        AtomicGuard::trivial()
-    }
-
     fn load(&self) -> Result<Snapshot, StorageError> {
         Ok(Snapshot::default())
-    }
-
-    fn flush(&self) -> Durable {
-        Box::pin(std::future::ready(Ok(())))
     }
 }
