@@ -1645,24 +1645,11 @@ async fn messages_keep_their_order_per_topic_and_qos() {
     };
     let receive_all = async {
         let mut seen: BTreeMap<(String, u8), Vec<usize>> = BTreeMap::new();
-        let mut received = 0;
-        while received < total {
-            match sub.recv().await {
-                Some(Packet::Publish(p)) => {
-                    received += 1;
-                    let n: usize = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
-                    seen.entry((p.topic.clone(), p.qos as u8))
-                        .or_default()
-                        .push(n);
-                    match p.qos {
-                        QoS::AtMostOnce => {}
-                        QoS::AtLeastOnce => sub.send_packet(v4::PubAck::new(p.pkid)).await,
-                        QoS::ExactlyOnce => sub.send_packet(v4::PubRec::new(p.pkid)).await,
-                    }
-                }
-                Some(Packet::PubRel(rel)) => sub.send_packet(v4::PubComp::new(rel.pkid)).await,
-                other => panic!("unexpected {other:?}"),
-            }
+        for p in sub.receive_completing(total).await {
+            let n: usize = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+            seen.entry((p.topic.clone(), p.qos as u8))
+                .or_default()
+                .push(n);
         }
         seen
     };

@@ -33,39 +33,6 @@ fn logged(line: &str, name: &str) -> u64 {
     digits.parse().unwrap()
 }
 
-/// Receives `count` messages as a well-behaved subscriber, completing each QoS 1/2
-/// exchange (the broker may send more PUBLISH packets before a PUBREL); returns them
-/// as (topic, payload) in the order they arrived.
-async fn receive(client: &mut RawClient, count: usize) -> Vec<(String, Vec<u8>)> {
-    let mut got = Vec::new();
-    let mut awaiting_release = BTreeSet::new();
-    while got.len() < count || !awaiting_release.is_empty() {
-        match client.recv().await {
-            Some(v4::Packet::Publish(publish)) => {
-                match publish.qos {
-                    QoS::AtMostOnce => {}
-                    QoS::AtLeastOnce => client.send_packet(v4::PubAck::new(publish.pkid)).await,
-                    QoS::ExactlyOnce => {
-                        client.send_packet(v4::PubRec::new(publish.pkid)).await;
-                        awaiting_release.insert(publish.pkid);
-                    }
-                }
-                got.push((publish.topic, publish.payload.to_vec()));
-            }
-            Some(v4::Packet::PubRel(rel)) => {
-                assert!(
-                    awaiting_release.remove(&rel.pkid),
-                    "PUBREL {} unexpected",
-                    rel.pkid
-                );
-                client.send_packet(v4::PubComp::new(rel.pkid)).await;
-            }
-            other => panic!("expected PUBLISH or PUBREL, got {other:?}"),
-        }
-    }
-    got
-}
-
 /// Restart test: a persistent subscriber offline while QoS 1 and QoS 2 messages arrive
 /// from two publishers, a QoS 2 exchange cut after PUBREC in each direction, and a
 /// retained message; SIGTERM, start again: every message arrives once, in order per
@@ -165,12 +132,12 @@ async fn a_graceful_restart_keeps_sessions_messages_and_exchanges() {
 
     let mut sub = RawClient::open(addr).await;
     assert!(sub.connect("g-sub", false).await.session_present);
-    let got = receive(&mut sub, 102).await;
+    let got = sub.receive_completing(102).await;
     sub.expect_nothing(Duration::from_millis(300)).await;
     let payloads = |topic: &str| -> Vec<String> {
         got.iter()
-            .filter(|(t, _)| t == topic)
-            .map(|(_, p)| String::from_utf8(p.clone()).unwrap())
+            .filter(|p| p.topic == topic)
+            .map(|p| String::from_utf8(p.payload.to_vec()).unwrap())
             .collect()
     };
     let expected = |prefix: &str| (0..50).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
@@ -430,7 +397,7 @@ async fn disk_use_stays_bounded_under_session_churn() {
         for s in 0..SESSIONS {
             let mut sub = RawClient::open(herald.addr).await;
             sub.connect(&format!("soak-{round}-{s}"), false).await;
-            assert_eq!(receive(&mut sub, 20).await.len(), 20);
+            assert_eq!(sub.receive_completing(20).await.len(), 20);
             sub.disconnect().await;
             // Ended by a clean session.
             let mut end = RawClient::open(herald.addr).await;

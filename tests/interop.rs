@@ -219,7 +219,7 @@ async fn mosquitto_exchange(sub_version: &str, pub_version: &str) {
     };
     let broker = TestBroker::start().await;
     for qos in ["0", "1", "2"] {
-        let mut sub = mosquitto(&sub_tool, &broker);
+        let mut sub = mosquitto(&sub_tool, broker.addr);
         sub.args([
             "-V",
             sub_version,
@@ -242,7 +242,7 @@ async fn mosquitto_exchange(sub_version: &str, pub_version: &str) {
             if subscriber.is_finished() {
                 break subscriber.await.unwrap();
             }
-            let mut pubc = mosquitto(&pub_tool, &broker);
+            let mut pubc = mosquitto(&pub_tool, broker.addr);
             pubc.args(["-V", pub_version, "-t", "mosq/x", "-q", qos, "-m", &message]);
             run_tool(pubc, b"").await;
         };
@@ -261,11 +261,11 @@ async fn mosquitto_retained_message_reaches_a_later_subscriber_and_rumqttc() {
         return;
     };
     let broker = TestBroker::start().await;
-    let mut pubc = mosquitto(&pub_tool, &broker);
+    let mut pubc = mosquitto(&pub_tool, broker.addr);
     pubc.args(["-t", "retained/t", "-q", "1", "-r", "-m", "kept"]);
     run_tool(pubc, b"").await;
 
-    let mut sub = mosquitto(&sub_tool, &broker);
+    let mut sub = mosquitto(&sub_tool, broker.addr);
     sub.args(["-t", "retained/#", "-C", "1", "-v", "-F", "%t %p %r"]);
     assert_eq!(run_tool(sub, b"").await.trim_end(), "retained/t kept 1");
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::pki::Pki;
 use common::process::Process;
-use common::tools::{mosquitto_tools, run_tool};
+use common::tools::{mosquitto, mosquitto_tools, run_tool};
 use common::{expect_message, init_logging, RawClient, WAIT};
 use herald::config::{Listener, ListenerProtocol, TlsConfig};
 use herald::{Config, Server};
@@ -48,17 +48,8 @@ async fn start_with(
 
 /// A mosquitto tool on the TLS port `addr`, trusting the test CA.
 fn over_tls(tool: &Path, addr: SocketAddr, pki: &Pki) -> Command {
-    let mut command = Command::new(tool);
-    command
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &addr.port().to_string(),
-            "--cafile",
-        ])
-        .arg(pki.path("ca.pem"))
-        .kill_on_drop(true);
+    let mut command = mosquitto(tool, addr);
+    command.arg("--cafile").arg(pki.path("ca.pem"));
     command
 }
 
@@ -250,8 +241,7 @@ async fn sighup_reloads_certificates_without_dropping_connections() {
                   tls = { cert = \"live.pem\", key = \"live.key\" }\n\
                   [storage]\npersistence = false\n";
     let mut herald = Process::start(dir.path(), config);
-    let line = herald.wait_for_log("mqtts listener on ");
-    let secure: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let secure = herald.wait_for_addr("mqtts listener on ");
 
     let mut subscribe = over_tls(&sub_tool, secure, &old);
     subscribe.args(["-q", "1", "-t", "reload/#", "-C", "2", "-W", "10"]);

@@ -281,6 +281,40 @@ impl RawClient {
         }
     }
 
+    /// Receives `count` PUBLISH packets as a well-behaved subscriber, completing each
+    /// QoS 1/2 exchange (the broker may send more PUBLISH packets before a PUBREL, and
+    /// every PUBREL due is answered before this returns); returns them in the order
+    /// they arrived.
+    pub async fn receive_completing(&mut self, count: usize) -> Vec<v4::Publish> {
+        let mut got = Vec::new();
+        let mut awaiting_release = std::collections::BTreeSet::new();
+        while got.len() < count || !awaiting_release.is_empty() {
+            match self.recv().await {
+                Some(v4::Packet::Publish(publish)) => {
+                    match publish.qos {
+                        QoS::AtMostOnce => {}
+                        QoS::AtLeastOnce => self.send_packet(v4::PubAck::new(publish.pkid)).await,
+                        QoS::ExactlyOnce => {
+                            self.send_packet(v4::PubRec::new(publish.pkid)).await;
+                            awaiting_release.insert(publish.pkid);
+                        }
+                    }
+                    got.push(publish);
+                }
+                Some(v4::Packet::PubRel(rel)) => {
+                    assert!(
+                        awaiting_release.remove(&rel.pkid),
+                        "PUBREL {} unexpected",
+                        rel.pkid
+                    );
+                    self.send_packet(v4::PubComp::new(rel.pkid)).await;
+                }
+                other => panic!("expected PUBLISH or PUBREL, got {other:?}"),
+            }
+        }
+        got
+    }
+
     pub async fn disconnect(mut self) {
         self.send(&[0xe0, 0x00]).await;
         let _ = self.stream.shutdown().await;

@@ -30,9 +30,15 @@ impl Process {
 
     /// Waits until herald listens, and notes the address.
     pub fn listening(&mut self) {
-        let line = self.wait_for_log("mqtt listener on ");
-        let addr = line.rsplit(' ').next().unwrap();
-        self.addr = addr.parse().expect("address in log");
+        self.addr = self.wait_for_addr("mqtt listener on ");
+    }
+
+    /// The address at the end of the first log line from now on containing `needle`
+    /// (`"mqtts listener on "`…).
+    pub fn wait_for_addr(&mut self, needle: &str) -> SocketAddr {
+        let line = self.wait_for_log(needle);
+        let addr = line.rsplit(' ').next().unwrap_or_default();
+        addr.parse().expect("address in log")
     }
 
     /// Starts herald as [`Process::start`] does, without waiting for it to listen.

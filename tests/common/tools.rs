@@ -1,6 +1,7 @@
 //! External tools some tests need: skipped loudly on a developer's machine without
 //! them, a failure in CI (`CI=true`).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -8,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::time::timeout;
 
-use super::{TestBroker, WAIT};
+use super::WAIT;
 
 /// The path of `name` on PATH, or `None` (after a loud message) when it is missing
 /// outside CI. Panics when it is missing and `CI=true`.
@@ -31,12 +32,12 @@ pub fn mosquitto_tools() -> Option<(PathBuf, PathBuf)> {
     Some((require("mosquitto_sub")?, require("mosquitto_pub")?))
 }
 
-/// A mosquitto client tool pointed at `broker`.
-pub fn mosquitto(tool: &Path, broker: &TestBroker) -> Command {
+/// A mosquitto client tool pointed at the broker listening on `addr`.
+pub fn mosquitto(tool: &Path, addr: SocketAddr) -> Command {
     let mut command = Command::new(tool);
     command
         .args(["-h", "127.0.0.1", "-p"])
-        .arg(broker.addr.port().to_string())
+        .arg(addr.port().to_string())
         .kill_on_drop(true);
     command
 }

@@ -138,7 +138,7 @@ impl MosquittoSub {
         assert!(format.starts_with("%t"));
         let client_id = args[args.iter().position(|a| *a == "-i").expect("-i") + 1];
         let probe = format!("probe/{client_id}");
-        let mut command = mosquitto(tool, broker);
+        let mut command = mosquitto(tool, broker.addr);
         command
             .args(args)
             .args(["-t", &probe, "-F"])
@@ -217,7 +217,7 @@ async fn mqtt_3_1_3_1_1_and_5_0_clients_exchange_messages_in_every_direction() {
     let mut expected = BTreeSet::new();
     for version in versions {
         let (topic, message) = (format!("mix/{version}"), format!("hello from {version}"));
-        let mut publisher = mosquitto(&pub_tool, &broker);
+        let mut publisher = mosquitto(&pub_tool, broker.addr);
         publisher
             .args(["-V", version, "-q", "1", "-i"])
             .arg(format!("mixpub-{version}"))
@@ -378,7 +378,7 @@ async fn mosquitto_pub_v5_properties_reach_rumqttc_v5() {
     let broker = TestBroker::start().await;
     let mut subscriber = Rumqttc::connect(&broker, "mp-rumqttc").await;
     subscriber.subscribe("mp/#", RQoS::AtLeastOnce, None).await;
-    let mut publisher = mosquitto(&pub_tool, &broker);
+    let mut publisher = mosquitto(&pub_tool, broker.addr);
     publisher.args([
         "-V",
         "mqttv5",
@@ -478,7 +478,7 @@ async fn mosquitto_pub_v5_topic_alias_is_resolved() {
     let broker = TestBroker::start().await;
     let mut subscriber = Client::new(&broker, "tp-sub").await;
     subscriber.subscribe(1, &[("tp/#", 1)]).await;
-    let mut publisher = mosquitto(&pub_tool, &broker);
+    let mut publisher = mosquitto(&pub_tool, broker.addr);
     publisher.args([
         "-V",
         "mqttv5",
