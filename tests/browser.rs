@@ -1,0 +1,258 @@
+//! MQTT.js in a real browser: Debian's headless Chromium, driven by playwright-core
+//! (tests/browser/run.mjs), talks to Herald over ws:// and wss:// with MQTT 3.1.1 and 5.
+//! Each session receives a retained message a TCP client left, publishes at QoS 0, 1
+//! and 2, round-trips a binary payload byte for byte, and exchanges live messages with
+//! the TCP client both ways.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::pki::Pki;
+use common::tools::{require, unavailable};
+use common::{init_logging, WAIT};
+use herald::config::{Listener, ListenerProtocol};
+use herald::{Config, Server};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+
+const DRIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+const RETAINED: &[u8] = b"kept for the browser";
+const FROM_TCP: &[u8] = b"live from a TCP client";
+
+/// node, and the driver's npm packages; `None` (loudly) where they are missing.
+fn browser_tools() -> Option<PathBuf> {
+    let node = require("node", "install Debian's nodejs and npm")?;
+    require("chromium", "install Debian's chromium")?;
+    let modules = Path::new(DRIVER).join("node_modules");
+    if ["mqtt", "playwright-core"]
+        .iter()
+        .any(|package| !modules.join(package).is_dir())
+    {
+        unavailable(
+            "tests/browser/node_modules",
+            "run `npm ci` in tests/browser",
+        );
+        return None;
+    }
+    Some(node)
+}
+
+/// The payload page/scenario.js publishes as binary.
+fn binary_payload() -> Vec<u8> {
+    (0..1027u32).map(|i| ((i * 7 + 3) % 256) as u8).collect()
+}
+
+/// One message as the page or the TCP client saw it.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    qos: u8,
+    retain: bool,
+    payload: Vec<u8>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_js_in_chromium_over_ws_and_wss() {
+    let Some(node) = browser_tools() else { return };
+    init_logging();
+    let pki = Pki::new();
+    let mut config = Config::default();
+    config.storage.persistence = false;
+    config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
+    for (protocol, tls) in [
+        (ListenerProtocol::Http, None),
+        (ListenerProtocol::Https, Some(pki.tls())),
+    ] {
+        config.listeners.push(Listener {
+            protocol,
+            bind: "127.0.0.1:0".parse().unwrap(),
+            tls,
+        });
+    }
+    let server = Server::start(&config).await.unwrap();
+    let [tcp, http, https] = server.local_addrs()[..] else {
+        panic!("three listeners")
+    };
+    let scenarios = [
+        (format!("ws://{http}/mqtt"), 4, "ws-v311"),
+        (format!("ws://{http}/mqtt"), 5, "ws-v5"),
+        (format!("wss://{https}/mqtt"), 4, "wss-v311"),
+        (format!("wss://{https}/mqtt"), 5, "wss-v5"),
+    ];
+
+    // The TCP side: leaves the retained messages, records what the browser publishes,
+    // and answers each page's "ready" with a live message.
+    let (client, mut events) =
+        AsyncClient::new(MqttOptions::new("tcp-side", "127.0.0.1", tcp.port()), 64);
+    client
+        .subscribe("browser/+/+", QoS::ExactlyOnce)
+        .await
+        .unwrap();
+    for (_, _, tag) in &scenarios {
+        let topic = format!("browser/{tag}/retained");
+        client
+            .publish(topic, QoS::AtLeastOnce, true, RETAINED)
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(WAIT, async {
+        let mut acks = 0;
+        while acks < 1 + scenarios.len() {
+            let event = events.poll().await.expect("TCP client connected");
+            if let Event::Incoming(Packet::SubAck(_) | Packet::PubAck(_)) = event {
+                acks += 1;
+            }
+        }
+    })
+    .await
+    .expect("retained messages stored");
+    let at_tcp: Arc<Mutex<HashMap<String, Vec<Seen>>>> = Arc::default();
+    let recorder = {
+        let (client, at_tcp) = (client.clone(), at_tcp.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok(event) = events.poll().await else {
+                    return;
+                };
+                let Event::Incoming(Packet::Publish(publish)) = event else {
+                    continue;
+                };
+                if let Some(tag) = publish.topic.strip_suffix("/ready") {
+                    let topic = format!("{tag}/from-tcp");
+                    client
+                        .try_publish(topic, QoS::AtLeastOnce, false, FROM_TCP)
+                        .unwrap();
+                }
+                at_tcp
+                    .lock()
+                    .unwrap()
+                    .entry(publish.topic.clone())
+                    .or_default()
+                    .push(Seen {
+                        qos: publish.qos as u8,
+                        retain: publish.retain,
+                        payload: publish.payload.to_vec(),
+                    });
+            }
+        })
+    };
+
+    let input = serde_json::json!({
+        "server_cert": pki.path("server.pem"),
+        "scenarios": scenarios.iter().map(|(url, version, tag)| serde_json::json!({
+            "url": url, "protocolVersion": version, "tag": tag,
+        })).collect::<Vec<_>>(),
+    });
+    let run = tokio::process::Command::new(node)
+        .arg("run.mjs")
+        .arg(input.to_string())
+        .current_dir(DRIVER)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the browser run finishes in time")
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "the browser run failed: {output:?}"
+    );
+    let results: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON result per line"))
+        .collect();
+    assert_eq!(results.len(), scenarios.len(), "{results:?}");
+
+    for ((_, version, tag), result) in scenarios.iter().zip(&results) {
+        assert_eq!(result["tag"], *tag);
+        let at_browser = seen_by_page(result);
+        let one = |name: &str| -> Seen {
+            let all = at_browser.get(&format!("browser/{tag}/{name}"));
+            match all.map(Vec::as_slice) {
+                Some([seen]) => seen.clone(),
+                other => panic!("{tag}: {name} reached the page as {other:?}"),
+            }
+        };
+        assert_eq!(one("retained"), seen(1, true, RETAINED), "{tag}");
+        assert_eq!(one("q0"), seen(0, false, b"at most once"), "{tag}");
+        assert_eq!(one("q1"), seen(1, false, b"at least once"), "{tag}");
+        assert_eq!(one("q2"), seen(2, false, b"exactly once"), "{tag}");
+        assert_eq!(one("binary"), seen(1, false, &binary_payload()), "{tag}");
+        assert_eq!(one("from-tcp"), seen(1, false, FROM_TCP), "{tag}");
+        let binary = result["received"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["topic"] == format!("browser/{tag}/binary"))
+            .unwrap();
+        if *version == 5 {
+            assert_eq!(binary["content_type"], "application/octet-stream", "{tag}");
+            assert_eq!(binary["user_properties"]["origin"], "chromium", "{tag}");
+        }
+
+        let at_tcp = at_tcp.lock().unwrap();
+        let from_page = |name: &str| at_tcp.get(&format!("browser/{tag}/{name}")).cloned();
+        assert_eq!(
+            from_page("q0"),
+            Some(vec![seen(0, false, b"at most once")]),
+            "{tag}"
+        );
+        assert_eq!(
+            from_page("q1"),
+            Some(vec![seen(1, false, b"at least once")]),
+            "{tag}"
+        );
+        assert_eq!(
+            from_page("q2"),
+            Some(vec![seen(2, false, b"exactly once")]),
+            "{tag}"
+        );
+        assert_eq!(
+            from_page("binary"),
+            Some(vec![seen(1, false, &binary_payload())]),
+            "{tag}"
+        );
+    }
+    recorder.abort();
+    server.shutdown().await;
+}
+
+fn seen(qos: u8, retain: bool, payload: &[u8]) -> Seen {
+    Seen {
+        qos,
+        retain,
+        payload: payload.to_vec(),
+    }
+}
+
+/// The page's messages by topic, from the driver's JSON.
+fn seen_by_page(result: &Value) -> HashMap<String, Vec<Seen>> {
+    let mut by_topic: HashMap<String, Vec<Seen>> = HashMap::new();
+    for message in result["received"].as_array().expect("received messages") {
+        let payload = message["payload"]
+            .as_array()
+            .expect("payload bytes")
+            .iter()
+            .map(|byte| {
+                byte.as_u64()
+                    .and_then(|b| u8::try_from(b).ok())
+                    .expect("a byte")
+            })
+            .collect();
+        by_topic
+            .entry(message["topic"].as_str().expect("topic").to_owned())
+            .or_default()
+            .push(Seen {
+                qos: message["qos"].as_u64().expect("qos") as u8,
+                retain: message["retain"].as_bool().expect("retain"),
+                payload,
+            });
+    }
+    by_topic
+}
