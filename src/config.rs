@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{QoS, MAX_REMAINING_LENGTH};
+use crate::proxy::ProxyNetwork;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,9 +32,29 @@ pub struct Config {
 pub struct Listener {
     pub protocol: ListenerProtocol,
     pub bind: SocketAddr,
-    /// Certificates for `mqtts`.
+    /// Certificates for `mqtts` and `https`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// Load balancers whose word on a client's address is believed: the PROXY header
+    /// (with `proxy_protocol`) and, on `http`/`https`, `X-Forwarded-For`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<ProxyNetwork>,
+    /// Connections from `trusted_proxies` start with a PROXY protocol v1 or v2 header.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy_protocol: bool,
+}
+
+impl Listener {
+    /// A listener of `protocol` on `bind`, without TLS or proxies.
+    pub fn new(protocol: ListenerProtocol, bind: SocketAddr) -> Listener {
+        Listener {
+            protocol,
+            bind,
+            tls: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
+        }
+    }
 }
 
 /// A TLS listener's certificates, as PEM files.
@@ -313,11 +334,10 @@ impl Default for LogConfig {
 }
 
 fn default_listeners() -> Vec<Listener> {
-    vec![Listener {
-        protocol: ListenerProtocol::Mqtt,
-        bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
-        tls: None,
-    }]
+    vec![Listener::new(
+        ListenerProtocol::Mqtt,
+        SocketAddr::from(([127, 0, 0, 1], 1883)),
+    )]
 }
 
 impl Default for Config {
@@ -364,6 +384,16 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         if config.listeners.is_empty() {
             return Err("at least one [[listeners]] entry is needed".into());
+        }
+        if let Some(listener) = config
+            .listeners
+            .iter()
+            .find(|l| l.proxy_protocol && l.trusted_proxies.is_empty())
+        {
+            return Err(format!(
+                "listener {}: proxy_protocol needs trusted_proxies, the addresses it comes from",
+                listener.bind
+            ));
         }
         Ok(config)
     }

@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 
 use crate::broker::Broker;
 use crate::connection::{self, Context};
+use crate::proxy::TrustedProxies;
 use crate::websocket::WsStream;
 
 /// The WebSocket subprotocols MQTT clients ask for, in order of preference.
@@ -29,15 +30,22 @@ const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 type Reply = Response<Full<Bytes>>;
 
 /// Serves HTTP/1.1 on `stream` (TCP or TLS) until the peer closes it or the server
-/// stops.
-pub async fn serve<S>(stream: S, peer: SocketAddr, broker: Arc<Broker>, cx: Context)
-where
+/// stops. Each request's client is `peer`, or whom `X-Forwarded-For` names when `peer`
+/// is a trusted proxy.
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    proxies: Arc<TrustedProxies>,
+    broker: Arc<Broker>,
+    cx: Context,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut shutdown = cx.shutdown.clone();
     let service = service_fn(move |request| {
         let (broker, cx) = (broker.clone(), cx.clone());
-        async move { Ok::<_, Infallible>(route(request, peer, broker, cx)) }
+        let client = proxies.forwarded_client(peer, request.headers());
+        async move { Ok::<_, Infallible>(route(request, client, broker, cx)) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)

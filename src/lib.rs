@@ -15,6 +15,7 @@ mod level_tree;
 mod locks;
 pub mod message;
 pub mod protocol;
+pub mod proxy;
 pub mod retained;
 pub mod router;
 pub mod server;

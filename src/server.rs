@@ -15,6 +15,7 @@ use crate::broker::Broker;
 use crate::config::{Config, ListenerProtocol};
 use crate::connection::{self, Context};
 use crate::http;
+use crate::proxy::TrustedProxies;
 use crate::storage::{SledStorage, Storage, StorageError, Volatile};
 use crate::tls::{self, Certificates, TlsError};
 use tokio_rustls::server::TlsStream;
@@ -48,6 +49,7 @@ pub enum StartError {
 }
 
 /// What a listener runs its connections over.
+#[derive(Clone)]
 enum Transport {
     Tcp,
     Tls(Arc<Certificates>),
@@ -137,9 +139,11 @@ impl Server {
                 shutdown: shutdown_rx.clone(),
                 identity: None,
             };
+            let proxies = TrustedProxies::new(&listener.trusted_proxies, listener.proxy_protocol);
             background.push(tokio::spawn(accept_loop(
                 tcp,
                 transport,
+                Arc::new(proxies),
                 broker.clone(),
                 cx,
             )));
@@ -200,6 +204,7 @@ impl Server {
 async fn accept_loop(
     listener: TcpListener,
     transport: Transport,
+    proxies: Arc<TrustedProxies>,
     broker: Arc<Broker>,
     cx: Context,
 ) {
@@ -214,42 +219,65 @@ async fn accept_loop(
             }
         };
         tune(&stream);
-        let cx = cx.clone();
-        // A TLS handshake gets the time a client has to send CONNECT.
-        let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
-        let tls = match &transport {
-            Transport::Http => {
-                tokio::spawn(http::serve(stream, peer, broker.clone(), cx));
-                continue;
-            }
-            Transport::Https(certificates) => {
-                let (broker, certificates) = (broker.clone(), certificates.clone());
-                tokio::spawn(async move {
-                    if let Some((tls, cx)) = handshake(stream, peer, cx, &certificates, limit).await
-                    {
-                        http::serve(tls, peer, broker, cx).await;
-                    }
-                });
-                continue;
-            }
-            Transport::Tcp => None,
-            Transport::Tls(certificates) => Some(certificates.clone()),
-        };
-        let Some(admitted) = broker.admit() else {
+        tokio::spawn(serve(
+            stream,
+            peer,
+            transport.clone(),
+            proxies.clone(),
+            broker.clone(),
+            cx.clone(),
+        ));
+    }
+}
+
+/// Serves one accepted connection: its PROXY header if a trusted proxy sends one, its
+/// TLS handshake, then MQTT or HTTP.
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    proxies: Arc<TrustedProxies>,
+    broker: Arc<Broker>,
+    cx: Context,
+) {
+    // The PROXY header and the TLS handshake each get the time a client has to send
+    // CONNECT.
+    let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
+    let peer = match tokio::time::timeout(limit, proxies.client_address(&mut stream, peer)).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => {
+            warn!(%peer, "closing connection from a trusted proxy: {e}");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, "closing connection from a trusted proxy: no PROXY header within {limit:?}");
+            return;
+        }
+    };
+    // MQTT connections count from the start, HTTP ones once they upgrade to WebSocket.
+    let admit = || {
+        let admitted = broker.admit();
+        if admitted.is_none() {
             warn!(%peer, "connection limit reached, closing new connection");
-            continue;
-        };
-        match tls {
-            None => {
-                tokio::spawn(connection::serve(stream, peer, admitted, cx));
+        }
+        admitted
+    };
+    match transport {
+        Transport::Tcp => {
+            if let Some(admitted) = admit() {
+                connection::serve(stream, peer, admitted, cx).await;
             }
-            Some(certificates) => {
-                tokio::spawn(async move {
-                    if let Some((tls, cx)) = handshake(stream, peer, cx, &certificates, limit).await
-                    {
-                        connection::serve(tls, peer, admitted, cx).await;
-                    }
-                });
+        }
+        Transport::Tls(certificates) => {
+            let Some(admitted) = admit() else { return };
+            if let Some((tls, cx)) = handshake(stream, peer, cx, &certificates, limit).await {
+                connection::serve(tls, peer, admitted, cx).await;
+            }
+        }
+        Transport::Http => http::serve(stream, peer, proxies, broker, cx).await,
+        Transport::Https(certificates) => {
+            if let Some((tls, cx)) = handshake(stream, peer, cx, &certificates, limit).await {
+                http::serve(tls, peer, proxies, broker, cx).await;
             }
         }
     }

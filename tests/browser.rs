@@ -68,9 +68,8 @@ async fn mqtt_js_in_chromium_over_ws_and_wss() {
         (ListenerProtocol::Https, Some(pki.tls())),
     ] {
         config.listeners.push(Listener {
-            protocol,
-            bind: "127.0.0.1:0".parse().unwrap(),
             tls,
+            ..Listener::new(protocol, "127.0.0.1:0".parse().unwrap())
         });
     }
     let server = Server::start(&config).await.unwrap();

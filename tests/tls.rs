@@ -37,9 +37,8 @@ async fn start_with(
     config.storage.persistence = false;
     config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
     config.listeners.push(Listener {
-        protocol: ListenerProtocol::Mqtts,
-        bind: "127.0.0.1:0".parse().unwrap(),
         tls: Some(tls),
+        ..Listener::new(ListenerProtocol::Mqtts, "127.0.0.1:0".parse().unwrap())
     });
     let server = Server::start(&config).await?;
     let (plain, secure) = (server.local_addrs()[0], server.local_addrs()[1]);

@@ -37,9 +37,8 @@ async fn start_with(
     config.storage.persistence = false;
     config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
     config.listeners.push(Listener {
-        protocol,
-        bind: "127.0.0.1:0".parse().unwrap(),
         tls,
+        ..Listener::new(protocol, "127.0.0.1:0".parse().unwrap())
     });
     let server = Server::start(&config).await.unwrap();
     let (tcp, http) = (server.local_addrs()[0], server.local_addrs()[1]);
@@ -282,26 +281,9 @@ async fn healthz_answers_and_bad_upgrades_get_clear_errors() {
 /// wss://: the same WebSocket endpoint on the https listener, the test CA trusted.
 #[tokio::test]
 async fn websocket_over_tls_exchanges_messages() {
-    use std::sync::Arc;
-    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
-    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
-
     let pki = Pki::new();
     let (server, tcp, https) = start_with(ListenerProtocol::Https, Some(pki.tls())).await;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-    let stream = TcpStream::connect(https).await.unwrap();
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let tls = connector.connect(name, stream).await.unwrap();
+    let tls = pki.connect(TcpStream::connect(https).await.unwrap()).await;
     let mut request = format!("wss://{https}/mqtt").into_client_request().unwrap();
     request
         .headers_mut()

@@ -1,6 +1,7 @@
 //! Test certificates made with rcgen in a temporary directory: nothing is committed.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use herald::config::TlsConfig;
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
@@ -51,5 +52,35 @@ impl Pki {
             require_certificate: false,
             use_identity_as_username: false,
         }
+    }
+
+    /// A TLS client that trusts the test CA and connects to 127.0.0.1.
+    pub fn connector(&self) -> tokio_rustls::TlsConnector {
+        use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+        use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(self.path("ca.pem")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(client))
+    }
+
+    /// A TLS session over `stream` with a listener on 127.0.0.1.
+    pub async fn connect<S>(&self, stream: S) -> tokio_rustls::client::TlsStream<S>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        self.connector()
+            .connect(name, stream)
+            .await
+            .expect("TLS handshake")
     }
 }
