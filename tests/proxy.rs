@@ -8,26 +8,16 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use common::pki::Pki;
 use common::process::Process;
+use common::ws::WsClient;
 use common::{connect_packet, expect_message, Encode, RawClient};
-use futures_util::{SinkExt, StreamExt};
 use mqttbytes::QoS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::client_async;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
 /// The first listener (mqtt) expects PROXY headers from loopback.
 const FROM_LOOPBACK: &str = "trusted_proxies = [\"127.0.0.0/8\"]\nproxy_protocol = true\n";
-
-fn bytes(packet: impl Encode) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    packet.encode(&mut buf);
-    buf.to_vec()
-}
 
 /// A PROXY v2 header for a TCP connection from `source` (command PROXY), or the proxy's
 /// own connection (command LOCAL, no addresses) when `source` is `None`.
@@ -57,7 +47,7 @@ fn v2_header(source: Option<SocketAddr>) -> Vec<u8> {
 async fn connect_through(addr: SocketAddr, header: &[u8], client_id: &str) -> RawClient {
     let mut client = RawClient::open(addr).await;
     let mut first = header.to_vec();
-    first.extend(bytes(connect_packet(client_id, true, 30)));
+    first.extend(connect_packet(client_id, true, 30).to_bytes());
     client.send(&first).await;
     client.expect_connack().await;
     client
@@ -72,7 +62,7 @@ async fn a_v1_header_in_pieces_gives_the_client_address() {
     client.send(b"PROXY TCP4 203.0.113.7 192.0.").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut rest = b"2.1 51234 1883\r\n".to_vec();
-    rest.extend(bytes(connect_packet("behind-v1", true, 30)));
+    rest.extend(connect_packet("behind-v1", true, 30).to_bytes());
     client.send(&rest).await;
     client.expect_connack().await;
     herald.wait_for_log("client connected peer=203.0.113.7:51234 client=behind-v1");
@@ -111,7 +101,7 @@ async fn a_trusted_proxy_must_send_a_valid_header() {
 
     let mut direct = RawClient::open(herald.addr).await;
     direct
-        .send(&bytes(connect_packet("no-header", true, 30)))
+        .send(&connect_packet("no-header", true, 30).to_bytes())
         .await;
     direct.expect_closed().await;
     herald.wait_for_log("no PROXY header");
@@ -134,7 +124,7 @@ async fn a_header_from_an_untrusted_address_is_not_believed() {
     let forged = "203.0.113.66:1".parse().unwrap();
     let mut liar = RawClient::open(herald.addr).await;
     let mut first = v2_header(Some(forged));
-    first.extend(bytes(connect_packet("liar", true, 30)));
+    first.extend(connect_packet("liar", true, 30).to_bytes());
     liar.send(&first).await;
     liar.expect_closed().await;
     // A direct client is served under its own address.
@@ -164,7 +154,7 @@ async fn the_header_precedes_the_tls_handshake() {
     let source = "198.51.100.44:4444".parse().unwrap();
     stream.write_all(&v2_header(Some(source))).await.unwrap();
     let mut tls = pki.connect(stream).await;
-    tls.write_all(&bytes(connect_packet("tls-behind-proxy", true, 30)))
+    tls.write_all(&connect_packet("tls-behind-proxy", true, 30).to_bytes())
         .await
         .unwrap();
     let mut connack = [0u8; 4];
@@ -175,19 +165,15 @@ async fn the_header_precedes_the_tls_handshake() {
 
 /// A WebSocket upgrade to /mqtt with `forwarded_for`, then CONNECT as `client_id`.
 async fn websocket_connect(http: SocketAddr, forwarded_for: &str, client_id: &str) {
-    let mut request = format!("ws://{http}/mqtt").into_client_request().unwrap();
-    let headers = request.headers_mut();
-    headers.insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
-    headers.insert("X-Forwarded-For", forwarded_for.parse().unwrap());
     let stream = TcpStream::connect(http).await.unwrap();
-    let (mut ws, _) = client_async(request, stream).await.unwrap();
-    ws.send(Message::binary(bytes(connect_packet(client_id, true, 30))))
-        .await
-        .unwrap();
-    match tokio::time::timeout(common::WAIT, ws.next()).await {
-        Ok(Some(Ok(Message::Binary(connack)))) => assert_eq!(&connack[..], [0x20, 2, 0, 0]),
-        other => panic!("expected CONNACK, got {other:?}"),
-    }
+    let headers = [
+        ("Sec-WebSocket-Protocol", "mqtt"),
+        ("X-Forwarded-For", forwarded_for),
+    ];
+    let mut ws = WsClient::over(stream, &format!("ws://{http}/mqtt"), &headers).await;
+    ws.send_frame(connect_packet(client_id, true, 30).to_bytes())
+        .await;
+    assert_eq!(ws.packet_bytes().await, [0x20, 2, 0, 0]);
 }
 
 #[tokio::test]

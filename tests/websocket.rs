@@ -7,20 +7,15 @@ mod common;
 
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
 use common::pki::Pki;
-use common::{expect_message, init_logging, Encode, RawClient, WAIT};
-use futures_util::{SinkExt, StreamExt};
+use common::ws::WsClient;
+use common::{connect_packet, expect_message, init_logging, Encode, RawClient, WAIT};
 use herald::config::{Listener, ListenerProtocol, TlsConfig};
 use herald::{Config, Server};
 use mqttbytes::{v4, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{client_async, WebSocketStream};
-
-type Ws = WebSocketStream<TcpStream>;
 
 /// A broker with a TCP and an HTTP listener on ephemeral loopback ports.
 async fn start() -> (Server, SocketAddr, SocketAddr) {
@@ -45,80 +40,26 @@ async fn start_with(
     (server, tcp, http)
 }
 
-/// A WebSocket to /mqtt asking for `subprotocol`.
-async fn websocket(http: SocketAddr, subprotocol: &str) -> Ws {
-    let mut request = format!("ws://{http}/mqtt").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", subprotocol.parse().unwrap());
-    let stream = TcpStream::connect(http).await.unwrap();
-    let (ws, response) = tokio::time::timeout(WAIT, client_async(request, stream))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(response.headers()["sec-websocket-protocol"], subprotocol);
-    ws
-}
-
-fn bytes(packet: impl Encode) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    packet.encode(&mut buf);
-    buf.to_vec()
-}
-
-/// Reads binary frames until a whole MQTT packet is buffered.
-async fn next_packet<S>(ws: &mut WebSocketStream<S>, input: &mut BytesMut) -> v4::Packet
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    loop {
-        if let Ok(packet) = v4::read(input, 1 << 20) {
-            return packet;
-        }
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time")
-        {
-            Some(Ok(Message::Binary(data))) => input.extend_from_slice(&data),
-            Some(Ok(Message::Pong(_))) => {}
-            other => panic!("expected a binary frame, got {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn websocket_and_tcp_clients_exchange_messages_both_ways() {
     let (server, tcp, http) = start().await;
     for subprotocol in ["mqtt", "mqttv3.1"] {
-        let mut ws = websocket(http, subprotocol).await;
-        let mut input = BytesMut::new();
+        let mut ws = WsClient::open(http, subprotocol).await;
+        assert_eq!(ws.subprotocol, subprotocol);
         // CONNECT split across two frames…
-        let connect = bytes(common::connect_packet(
-            &format!("ws-{subprotocol}"),
-            true,
-            30,
-        ));
+        let connect = connect_packet(&format!("ws-{subprotocol}"), true, 30).to_bytes();
         let (head, tail) = connect.split_at(5);
-        ws.send(Message::binary(head.to_vec())).await.unwrap();
-        ws.send(Message::binary(tail.to_vec())).await.unwrap();
-        assert!(matches!(
-            next_packet(&mut ws, &mut input).await,
-            v4::Packet::ConnAck(_)
-        ));
+        ws.send_frame(head).await;
+        ws.send_frame(tail).await;
+        assert!(matches!(ws.packet().await, v4::Packet::ConnAck(_)));
         // …SUBSCRIBE and a PING in one frame.
         let mut subscribe = v4::Subscribe::new("ws/down", QoS::AtLeastOnce);
         subscribe.pkid = 1;
-        let mut both = bytes(subscribe);
-        both.extend(bytes(v4::PingReq));
-        ws.send(Message::binary(both)).await.unwrap();
-        assert!(matches!(
-            next_packet(&mut ws, &mut input).await,
-            v4::Packet::SubAck(_)
-        ));
-        assert!(matches!(
-            next_packet(&mut ws, &mut input).await,
-            v4::Packet::PingResp
-        ));
+        let mut both = subscribe.to_bytes();
+        both.extend(v4::PingReq.to_bytes());
+        ws.send_frame(both).await;
+        assert!(matches!(ws.packet().await, v4::Packet::SubAck(_)));
+        assert!(matches!(ws.packet().await, v4::Packet::PingResp));
 
         // TCP → WebSocket.
         let mut tcp_client = RawClient::open(tcp).await;
@@ -130,39 +71,31 @@ async fn websocket_and_tcp_clients_exchange_messages_both_ways() {
         tcp_client
             .publish("ws/down", QoS::AtLeastOnce, &payload, false, 2)
             .await;
-        match next_packet(&mut ws, &mut input).await {
+        match ws.packet().await {
             v4::Packet::Publish(publish) => {
                 assert_eq!(publish.topic, "ws/down");
                 assert_eq!(&publish.payload[..], &payload[..]);
-                ws.send(Message::binary(bytes(v4::PubAck::new(publish.pkid))))
-                    .await
-                    .unwrap();
+                ws.send_frame(v4::PubAck::new(publish.pkid).to_bytes())
+                    .await;
             }
             other => panic!("expected PUBLISH, got {other:?}"),
         }
         // WebSocket → TCP, at QoS 1.
         let mut publish = v4::Publish::new("ws/up", QoS::AtLeastOnce, b"from the browser".to_vec());
         publish.pkid = 9;
-        ws.send(Message::binary(bytes(publish))).await.unwrap();
-        assert!(
-            matches!(next_packet(&mut ws, &mut input).await, v4::Packet::PubAck(a) if a.pkid == 9)
-        );
+        ws.send_frame(publish.to_bytes()).await;
+        assert!(matches!(ws.packet().await, v4::Packet::PubAck(a) if a.pkid == 9));
         expect_message(&mut tcp_client, "ws/up", b"from the browser").await;
 
         // A ping frame is answered with a pong.
-        ws.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
-        let pong = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        ws.send(Message::Ping(b"hi".to_vec().into())).await;
+        let pong = ws.next_frame().await;
         assert!(
-            matches!(&pong, Some(Ok(Message::Pong(p))) if &p[..] == b"hi"),
+            matches!(&pong, Some(Message::Pong(p)) if &p[..] == b"hi"),
             "{pong:?}"
         );
         // A clean close is answered with a close.
-        ws.close(None).await.unwrap();
-        let closed = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
-        assert!(
-            matches!(closed, None | Some(Ok(Message::Close(_)))),
-            "{closed:?}"
-        );
+        ws.close().await;
     }
     server.shutdown().await;
 }
@@ -170,31 +103,12 @@ async fn websocket_and_tcp_clients_exchange_messages_both_ways() {
 #[tokio::test]
 async fn a_text_frame_ends_the_connection() {
     let (server, _, http) = start().await;
-    let mut ws = websocket(http, "mqtt").await;
-    let mut input = BytesMut::new();
-    ws.send(Message::binary(bytes(common::connect_packet(
-        "ws-text", true, 30,
-    ))))
-    .await
-    .unwrap();
-    assert!(matches!(
-        next_packet(&mut ws, &mut input).await,
-        v4::Packet::ConnAck(_)
-    ));
-    ws.send(Message::text("not mqtt")).await.unwrap();
-    let ended = tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(
-        ended.is_ok(),
-        "the broker closes a connection that sends text frames"
-    );
+    let mut ws = WsClient::open(http, "mqtt").await;
+    ws.send_frame(connect_packet("ws-text", true, 30).to_bytes())
+        .await;
+    assert!(matches!(ws.packet().await, v4::Packet::ConnAck(_)));
+    ws.send(Message::text("not mqtt")).await;
+    ws.expect_closed().await;
     server.shutdown().await;
 }
 
@@ -284,35 +198,25 @@ async fn websocket_over_tls_exchanges_messages() {
     let pki = Pki::new();
     let (server, tcp, https) = start_with(ListenerProtocol::Https, Some(pki.tls())).await;
     let tls = pki.connect(TcpStream::connect(https).await.unwrap()).await;
-    let mut request = format!("wss://{https}/mqtt").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
-    let (mut ws, _) = client_async(request, tls).await.unwrap();
-
-    let mut input = BytesMut::new();
-    ws.send(Message::binary(bytes(common::connect_packet(
-        "wss", true, 30,
-    ))))
-    .await
-    .unwrap();
-    assert!(matches!(
-        next_packet(&mut ws, &mut input).await,
-        v4::Packet::ConnAck(_)
-    ));
+    let mut ws = WsClient::over(
+        tls,
+        &format!("wss://{https}/mqtt"),
+        &[("Sec-WebSocket-Protocol", "mqtt")],
+    )
+    .await;
+    ws.send_frame(connect_packet("wss", true, 30).to_bytes())
+        .await;
+    assert!(matches!(ws.packet().await, v4::Packet::ConnAck(_)));
     let mut subscribe = v4::Subscribe::new("wss/down", QoS::AtMostOnce);
     subscribe.pkid = 1;
-    ws.send(Message::binary(bytes(subscribe))).await.unwrap();
-    assert!(matches!(
-        next_packet(&mut ws, &mut input).await,
-        v4::Packet::SubAck(_)
-    ));
+    ws.send_frame(subscribe.to_bytes()).await;
+    assert!(matches!(ws.packet().await, v4::Packet::SubAck(_)));
     let mut tcp_client = RawClient::open(tcp).await;
     tcp_client.connect("wss-tcp", true).await;
     tcp_client
         .publish("wss/down", QoS::AtMostOnce, b"secure", false, 0)
         .await;
-    match next_packet(&mut ws, &mut input).await {
+    match ws.packet().await {
         v4::Packet::Publish(publish) => assert_eq!(&publish.payload[..], b"secure"),
         other => panic!("expected PUBLISH, got {other:?}"),
     }

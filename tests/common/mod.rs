@@ -324,6 +324,13 @@ impl RawClient {
 /// mqttbytes packets that can be written to the wire.
 pub trait Encode {
     fn encode(&self, buf: &mut BytesMut);
+
+    /// The packet's bytes.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        self.encode(&mut buf);
+        buf.to_vec()
+    }
 }
 
 macro_rules! encodable {
@@ -359,6 +366,7 @@ pub fn connect_packet(client_id: &str, clean_session: bool, keep_alive: u16) -> 
 pub mod pki;
 pub mod process;
 pub mod tools;
+pub mod ws;
 
 /// A whole packet from its first byte (type and flags) and body, the remaining length
 /// encoded between, for malformed input no client library would send.
