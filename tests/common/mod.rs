@@ -83,6 +83,11 @@ impl TestBroker {
         }
     }
 
+    /// The bound address of the configuration's listener `index` (0 is `addr`).
+    pub fn listener(&self, index: usize) -> SocketAddr {
+        self.server.as_ref().expect("running").local_addrs()[index]
+    }
+
     pub async fn raw(&self) -> RawClient {
         RawClient::open(self.addr).await
     }
