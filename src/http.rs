@@ -15,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, warn};
 
@@ -26,6 +26,9 @@ use crate::websocket::WsStream;
 
 /// The WebSocket subprotocols MQTT clients ask for, in order of preference.
 const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
+
+/// What a WebSocket reads from its socket at a time.
+const WS_READ_BUFFER: usize = 4096;
 
 type Reply = Response<Full<Bytes>>;
 
@@ -112,12 +115,19 @@ fn upgrade(
         warn!(%peer, "connection limit reached, WebSocket upgrade refused");
         return error(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
     };
+    // A frame may be as large as the largest packet; tungstenite's default 128 KiB read
+    // buffer per connection would dwarf an idle MQTT connection.
+    let largest = broker.limits.max_packet_size.0;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .max_frame_size(Some(largest))
+        .max_message_size(Some(largest));
     let upgraded = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match upgraded.await {
             Ok(upgraded) => {
                 let socket = TokioIo::new(upgraded);
-                let ws = WebSocketStream::from_raw_socket(socket, Role::Server, None).await;
+                let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
                 connection::serve(WsStream::new(ws), peer, admitted, cx).await;
             }
             Err(e) => debug!(%peer, "WebSocket upgrade failed: {e}"),

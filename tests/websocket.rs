@@ -222,3 +222,34 @@ async fn websocket_over_tls_exchanges_messages() {
     }
     server.shutdown().await;
 }
+
+/// A frame larger than the largest packet the broker takes (max_packet_size) ends the
+/// connection unread; frames up to it are fine.
+#[tokio::test]
+async fn a_frame_over_the_packet_size_limit_ends_the_connection() {
+    let broker = common::TestBroker::start_with(|config| {
+        config.mqtt.max_packet_size = herald::config::PacketSize(1024);
+        let bind = "127.0.0.1:0".parse().unwrap();
+        config
+            .listeners
+            .push(Listener::new(ListenerProtocol::Http, bind));
+    })
+    .await;
+    let mut ws = WsClient::open(broker.listener(1), "mqtt").await;
+    ws.send_frame(connect_packet("ws-big", true, 30).to_bytes())
+        .await;
+    assert!(matches!(ws.packet().await, v4::Packet::ConnAck(_)));
+    let mut subscribe = v4::Subscribe::new("ws/big", QoS::AtMostOnce);
+    subscribe.pkid = 1;
+    ws.send_frame(subscribe.to_bytes()).await;
+    assert!(matches!(ws.packet().await, v4::Packet::SubAck(_)));
+    let fits = v4::Publish::new("ws/big", QoS::AtMostOnce, vec![7; 1000]);
+    ws.send_frame(fits.to_bytes()).await;
+    assert!(matches!(ws.packet().await, v4::Packet::Publish(p) if p.payload.len() == 1000));
+
+    // 2,048 PINGREQs, each fine on its own, in one frame over the limit: not one answered.
+    ws.send_frame(v4::PingReq.to_bytes().repeat(2048)).await;
+    let next = ws.next_frame().await;
+    assert!(matches!(next, None | Some(Message::Close(_))), "{next:?}");
+    broker.stop().await;
+}
