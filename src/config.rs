@@ -45,6 +45,28 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Refuses settings that would be silently ignored.
+    fn check(&self) -> Result<(), &'static str> {
+        let http = matches!(
+            self.protocol,
+            ListenerProtocol::Http | ListenerProtocol::Https
+        );
+        let tls = matches!(
+            self.protocol,
+            ListenerProtocol::Mqtts | ListenerProtocol::Https
+        );
+        if self.tls.is_some() && !tls {
+            return Err("a tls table needs protocol \"mqtts\" or \"https\"");
+        }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return Err("proxy_protocol needs trusted_proxies, the addresses it comes from");
+        }
+        if !self.trusted_proxies.is_empty() && !self.proxy_protocol && !http {
+            return Err("trusted_proxies does nothing on an MQTT listener without proxy_protocol");
+        }
+        Ok(())
+    }
+
     /// A listener of `protocol` on `bind`, without TLS or proxies.
     pub fn new(protocol: ListenerProtocol, bind: SocketAddr) -> Listener {
         Listener {
@@ -385,15 +407,10 @@ impl Config {
         if config.listeners.is_empty() {
             return Err("at least one [[listeners]] entry is needed".into());
         }
-        if let Some(listener) = config
-            .listeners
-            .iter()
-            .find(|l| l.proxy_protocol && l.trusted_proxies.is_empty())
-        {
-            return Err(format!(
-                "listener {}: proxy_protocol needs trusted_proxies, the addresses it comes from",
-                listener.bind
-            ));
+        for listener in &config.listeners {
+            listener
+                .check()
+                .map_err(|e| format!("listener {}: {e}", listener.bind))?;
         }
         Ok(config)
     }
@@ -411,6 +428,23 @@ mod tests {
     #[test]
     fn empty_file_is_the_defaults() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn listener_settings_that_would_be_ignored_are_errors() {
+        let listener = |rest: &str| {
+            Config::parse(&format!(
+                "[[listeners]]\nprotocol = \"mqtt\"\nbind = \"127.0.0.1:1\"\n{rest}"
+            ))
+        };
+        let err = listener("tls = { cert = \"a\", key = \"b\" }").unwrap_err();
+        assert!(err.contains("tls table needs"), "{err}");
+        let err = listener("proxy_protocol = true").unwrap_err();
+        assert!(err.contains("needs trusted_proxies"), "{err}");
+        let err = listener("trusted_proxies = [\"10.0.0.1\"]").unwrap_err();
+        assert!(err.contains("does nothing"), "{err}");
+        let ok = listener("trusted_proxies = [\"10.0.0.0/8\"]\nproxy_protocol = true");
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

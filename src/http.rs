@@ -4,7 +4,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,15 +13,16 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::broker::Broker;
+use crate::broker::{Admitted, Broker};
 use crate::connection::{self, Context};
+use crate::locks::lock;
 use crate::proxy::TrustedProxies;
 use crate::websocket::WsStream;
 
@@ -32,25 +34,51 @@ const WS_READ_BUFFER: usize = 4096;
 
 type Reply = Response<Full<Bytes>>;
 
-/// Serves HTTP/1.1 on `stream` (TCP or TLS) until the peer closes it or the server
-/// stops. Each request's client is `peer`, or whom `X-Forwarded-For` names when `peer`
-/// is a trusted proxy.
+/// Largest request head (request line and headers) read.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Largest WebSocket frame read: a frame's header makes tungstenite reserve its whole
+/// length before the bytes arrive, so this stays small; an MQTT packet may span frames.
+const MAX_WS_FRAME: usize = 1 << 20;
+
+/// What the requests of one HTTP connection share.
+struct Shared {
+    broker: Arc<Broker>,
+    cx: Context,
+    /// The connection's place within `max_connections`, passed on to the WebSocket it
+    /// may become.
+    place: Mutex<Option<Admitted>>,
+}
+
+/// Serves HTTP/1.1 on `stream` (TCP or TLS) until the peer closes it, it stays silent
+/// for the connect timeout, or the server stops. Each request's client is `peer`, or
+/// whom `X-Forwarded-For` names when `peer` is a trusted proxy.
 pub async fn serve<S>(
     stream: S,
     peer: SocketAddr,
+    admitted: Admitted,
     proxies: Arc<TrustedProxies>,
-    broker: Arc<Broker>,
     cx: Context,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut shutdown = cx.shutdown.clone();
+    let broker = Arc::clone(&admitted);
+    let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
+    let shared = Arc::new(Shared {
+        broker,
+        cx,
+        place: Mutex::new(Some(admitted)),
+    });
     let service = service_fn(move |request| {
-        let (broker, cx) = (broker.clone(), cx.clone());
         let client = proxies.forwarded_client(peer, request.headers());
-        async move { Ok::<_, Infallible>(route(request, client, broker, cx)) }
+        let reply = route(request, client, &shared);
+        async move { Ok::<_, Infallible>(reply) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limit)
+        .max_buf_size(MAX_HEAD)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
@@ -66,22 +94,17 @@ pub async fn serve<S>(
     }
 }
 
-fn route(request: Request<Incoming>, peer: SocketAddr, broker: Arc<Broker>, cx: Context) -> Reply {
+fn route(request: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Reply {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => plain(StatusCode::OK, "ok"),
-        (&Method::GET, "/mqtt") => upgrade(request, peer, broker, cx),
+        (&Method::GET, "/mqtt") => upgrade(request, peer, shared),
         (_, "/healthz" | "/mqtt") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
     }
 }
 
 /// Answers a WebSocket upgrade to MQTT, and serves MQTT on it once upgraded.
-fn upgrade(
-    mut request: Request<Incoming>,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    cx: Context,
-) -> Reply {
+fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Reply {
     let headers = request.headers();
     let has = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|value| {
@@ -111,16 +134,19 @@ fn upgrade(
             "no supported WebSocket subprotocol: ask for \"mqtt\" or \"mqttv3.1\"",
         );
     };
-    let Some(admitted) = broker.admit() else {
-        warn!(%peer, "connection limit reached, WebSocket upgrade refused");
-        return error(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
+    let Some(admitted) = lock(&shared.place).take() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "this connection was upgraded already",
+        );
     };
-    // A frame may be as large as the largest packet; tungstenite's default 128 KiB read
-    // buffer per connection would dwarf an idle MQTT connection.
-    let largest = broker.limits.max_packet_size.0;
+    let cx = shared.cx.clone();
+    // tungstenite's default 128 KiB read buffer per connection would dwarf an idle MQTT
+    // connection.
+    let largest = shared.broker.limits.max_packet_size.0;
     let config = WebSocketConfig::default()
         .read_buffer_size(WS_READ_BUFFER)
-        .max_frame_size(Some(largest))
+        .max_frame_size(Some(largest.min(MAX_WS_FRAME)))
         .max_message_size(Some(largest));
     let upgraded = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {

@@ -111,7 +111,7 @@ impl TrustedProxies {
                 HeaderResult::V1(Err(e)) if starts_like_v1(&buf[..seen]) => {
                     return Err(ProxyError::Invalid(e.to_string()))
                 }
-                HeaderResult::V2(Err(e)) if buf.starts_with(V2_SIGNATURE) => {
+                HeaderResult::V2(Err(e)) if buf[..seen].starts_with(V2_SIGNATURE) => {
                     return Err(ProxyError::Invalid(e.to_string()))
                 }
                 _ => return Err(ProxyError::Missing),
@@ -128,16 +128,15 @@ impl TrustedProxies {
         if !self.trusts(peer.ip()) {
             return peer;
         }
-        let hops: Vec<&str> = headers
+        let hops: Vec<&[u8]> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
+            .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
             .collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
             // An entry that is not an address ends what can be believed.
-            let Some(hop) = parse_hop(hop.trim()) else {
+            let Some(hop) = parse_hop(hop) else {
                 break;
             };
             client = hop;
@@ -157,7 +156,8 @@ fn starts_like_v1(bytes: &[u8]) -> bool {
 
 /// A hop of `X-Forwarded-For`: `203.0.113.7`, `203.0.113.7:5000`, `2001:db8::1` or
 /// `[2001:db8::1]:5000`.
-fn parse_hop(hop: &str) -> Option<SocketAddr> {
+fn parse_hop(hop: &[u8]) -> Option<SocketAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim();
     SocketAddr::from_str(hop)
         .ok()
         .or_else(|| IpAddr::from_str(hop).ok().map(|ip| SocketAddr::new(ip, 0)))

@@ -254,30 +254,23 @@ async fn serve(
             return;
         }
     };
-    // MQTT connections count from the start, HTTP ones once they upgrade to WebSocket.
-    let admit = || {
-        let admitted = broker.admit();
-        if admitted.is_none() {
-            warn!(%peer, "connection limit reached, closing new connection");
-        }
-        admitted
+    // Every connection counts, HTTP ones too (one that upgrades to WebSocket hands its
+    // place on).
+    let Some(admitted) = broker.admit() else {
+        warn!(%peer, "connection limit reached, closing new connection");
+        return;
     };
     match transport {
-        Transport::Tcp => {
-            if let Some(admitted) = admit() {
-                connection::serve(stream, peer, admitted, cx).await;
-            }
-        }
+        Transport::Tcp => connection::serve(stream, peer, admitted, cx).await,
         Transport::Tls(certificates) => {
-            let Some(admitted) = admit() else { return };
             if let Some((tls, cx)) = handshake(stream, peer, cx, &certificates, limit).await {
                 connection::serve(tls, peer, admitted, cx).await;
             }
         }
-        Transport::Http => http::serve(stream, peer, proxies, broker, cx).await,
+        Transport::Http => http::serve(stream, peer, admitted, proxies, cx).await,
         Transport::Https(certificates) => {
             if let Some((tls, cx)) = handshake(stream, peer, cx, &certificates, limit).await {
-                http::serve(tls, peer, proxies, broker, cx).await;
+                http::serve(tls, peer, admitted, proxies, cx).await;
             }
         }
     }

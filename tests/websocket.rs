@@ -253,3 +253,39 @@ async fn a_frame_over_the_packet_size_limit_ends_the_connection() {
     assert!(matches!(next, None | Some(Message::Close(_))), "{next:?}");
     broker.stop().await;
 }
+
+/// HTTP connections count against max_connections from the start (an upgraded one
+/// keeps its place as a WebSocket), and one that does not send a whole request head
+/// within the connect timeout is closed.
+#[tokio::test]
+async fn http_connections_are_bounded_in_number_and_time() {
+    let broker = common::TestBroker::start_with(|config| {
+        config.mqtt.max_connections = herald::config::Connections(2);
+        config.mqtt.connect_timeout_secs = herald::config::ConnectTimeout(1);
+        let bind = "127.0.0.1:0".parse().unwrap();
+        config
+            .listeners
+            .push(Listener::new(ListenerProtocol::Http, bind));
+    })
+    .await;
+    let http = broker.listener(1);
+    let mut ws = WsClient::open(http, "mqtt").await;
+    ws.send_frame(connect_packet("ws-counted", true, 30).to_bytes())
+        .await;
+    assert!(matches!(ws.packet().await, v4::Packet::ConnAck(_)));
+    // A request head that never ends takes the second place…
+    let mut slow = TcpStream::connect(http).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // …so an MQTT client finds none left.
+    broker.raw().await.expect_closed().await;
+    // The slow head is cut off after the connect timeout, giving its place back.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the slow request is closed in time");
+    let mut client = broker.raw().await;
+    client.connect("after-slow-http", true).await;
+    broker.stop().await;
+}
