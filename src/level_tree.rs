@@ -4,8 +4,11 @@
 //! Walks recurse once per level; `mqtt.max_topic_levels` bounds every path put in.
 
 use std::collections::HashMap;
+use std::str::Split;
 
 use foldhash::fast::RandomState;
+
+use crate::topic::TopicName;
 
 /// A node: its children by level name, and the value kept at this path.
 #[derive(Default)]
@@ -59,5 +62,43 @@ impl<V: Default> Node<V> {
 
     pub fn children(&self) -> impl Iterator<Item = (&str, &Node<V>)> {
         self.children.iter().map(|(name, node)| (&**name, node))
+    }
+}
+
+/// Calls `add` with every node of a tree of filters whose filter matches `topic`
+/// (`+` and `#` as ordinary keys; no wildcard matches a `$` topic's first level).
+pub fn collect_matching<'a, V: Default>(
+    root: &'a Node<V>,
+    topic: &TopicName,
+    add: &mut impl FnMut(&'a Node<V>),
+) {
+    collect(root, topic.levels(), topic.is_system(), add);
+}
+
+/// Walks the tree along the topic's remaining `levels`; the iterator is cloned where the
+/// walk branches, so a publish allocates nothing to split its topic.
+fn collect<'a, V: Default>(
+    node: &'a Node<V>,
+    mut levels: Split<'_, char>,
+    system_root: bool,
+    add: &mut impl FnMut(&'a Node<V>),
+) {
+    // `system_root`: at the first level of a `$` topic, where wildcards do not match.
+    if !system_root {
+        if let Some(hash) = node.child("#") {
+            add(hash);
+        }
+    }
+    let Some(level) = levels.next() else {
+        add(node);
+        return;
+    };
+    if !system_root {
+        if let Some(plus) = node.child("+") {
+            collect(plus, levels.clone(), false, add);
+        }
+    }
+    if let Some(child) = node.child(level) {
+        collect(child, levels, false, add);
     }
 }

@@ -2,13 +2,12 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::str::Split;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use crate::level_tree::Node;
+use crate::level_tree::{collect_matching, Node};
 use crate::protocol::QoS;
 use crate::session::Session;
 use crate::topic::{TopicFilter, TopicName};
@@ -165,7 +164,7 @@ impl SubscriptionTree {
         let mut found: Vec<Matched> = Vec::new();
         // Allocated only where shared groups match.
         let mut shared: Vec<Matched> = Vec::new();
-        collect(&self.root, topic.levels(), topic.is_system(), &mut |node| {
+        collect_matching(&self.root, topic, &mut |node| {
             let plain =
                 node.value.plain.values().filter(|s| {
                     !(s.subscription.no_local && publisher == Some(&*s.session.client_id))
@@ -227,148 +226,5 @@ impl Matched {
         self.qos = self.qos.max(other.qos);
         self.retain_as_published |= other.retain_as_published;
         self.subscription_ids.append(&mut other.subscription_ids);
-    }
-}
-
-/// Walks the tree along the topic's remaining `levels`; the iterator is cloned where the
-/// walk branches, so a publish allocates nothing to split its topic.
-fn collect<'a>(
-    node: &'a Node<Subscribers>,
-    mut levels: Split<'_, char>,
-    system_root: bool,
-    add: &mut impl FnMut(&'a Node<Subscribers>),
-) {
-    // `system_root`: at the first level of a `$` topic, where wildcards do not match.
-    if !system_root {
-        if let Some(hash) = node.child("#") {
-            add(hash);
-        }
-    }
-    let Some(level) = levels.next() else {
-        add(node);
-        return;
-    };
-    if !system_root {
-        if let Some(plus) = node.child("+") {
-            collect(plus, levels.clone(), false, add);
-        }
-    }
-    if let Some(child) = node.child(level) {
-        collect(child, levels, false, add);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::message::Message;
-    use crate::retained::RetainedStore;
-    use crate::session::SessionExpiry;
-
-    const FILTERS: &[&str] = &[
-        "#", "+", "a", "a/#", "a/+", "a/b", "a/b/c", "+/b", "+/+", "+/#", "/+", "/#", "a//b",
-        "a/+/c", "$SYS/#", "$SYS/+", "+/SYS", "a/b/#", "b/#",
-    ];
-    const TOPICS: &[&str] = &[
-        "a", "a/b", "a/b/c", "a/c", "b", "b/b", "/", "/a", "a//b", "a/x/c", "$SYS/x", "$SYS",
-        "x/SYS", "a/b/c/d",
-    ];
-
-    fn filter(s: &str) -> TopicFilter {
-        TopicFilter::new(ByteString::from(s)).unwrap()
-    }
-
-    fn topic(s: &str) -> TopicName {
-        TopicName::new(ByteString::from(s)).unwrap()
-    }
-
-    /// The trie agrees with matching each filter on its own, for every pair.
-    #[test]
-    fn trie_matches_like_the_filter_rules() {
-        let mut tree = SubscriptionTree::default();
-        for (i, f) in FILTERS.iter().enumerate() {
-            let session = Arc::new(Session::new(
-                ByteString::from(format!("c{i}")),
-                SessionExpiry::NONE,
-            ));
-            tree.insert(
-                &filter(f),
-                Subscriber {
-                    session,
-                    subscription: Subscription::qos(QoS::AtMostOnce),
-                },
-            );
-        }
-        for t in TOPICS {
-            let mut got: Vec<String> = tree
-                .matches(&topic(t), None)
-                .into_iter()
-                .map(|s| s.session.client_id.to_string())
-                .collect();
-            got.sort();
-            let mut want: Vec<String> = FILTERS
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| filter(f).matches(&topic(t)))
-                .map(|(i, _)| format!("c{i}"))
-                .collect();
-            want.sort();
-            assert_eq!(got, want, "topic {t}");
-        }
-    }
-
-    /// The retained tree finds, for every filter, exactly the topics the rules match.
-    #[test]
-    fn retained_lookup_matches_like_the_filter_rules() {
-        let mut store = RetainedStore::default();
-        for t in TOPICS {
-            let message = Message {
-                topic: topic(t),
-                payload: bytes::Bytes::from_static(b"x"),
-                qos: QoS::AtMostOnce,
-                retain: true,
-                properties: None,
-            };
-            assert!(store.set(message, usize::MAX));
-        }
-        for f in FILTERS {
-            let mut got: Vec<String> = store
-                .matching(&filter(f), usize::MAX)
-                .into_iter()
-                .map(|m| m.topic.to_string())
-                .collect();
-            got.sort();
-            let mut want: Vec<String> = TOPICS
-                .iter()
-                .filter(|t| filter(f).matches(&topic(t)))
-                .map(|t| t.to_string())
-                .collect();
-            want.sort();
-            assert_eq!(got, want, "filter {f}");
-        }
-    }
-
-    #[test]
-    fn removing_prunes_and_keeps_others() {
-        let mut tree = SubscriptionTree::default();
-        let one = Arc::new(Session::new(ByteString::from("one"), SessionExpiry::NONE));
-        let two = Arc::new(Session::new(ByteString::from("two"), SessionExpiry::NONE));
-        for session in [&one, &two] {
-            let session = session.clone();
-            tree.insert(
-                &filter("a/+/c"),
-                Subscriber {
-                    session,
-                    subscription: Subscription::qos(QoS::AtLeastOnce),
-                },
-            );
-        }
-        assert!(tree.remove(&filter("a/+/c"), "one"));
-        assert!(!tree.remove(&filter("a/+/c"), "one"));
-        let left = tree.matches(&topic("a/b/c"), None);
-        assert_eq!(left.len(), 1);
-        assert_eq!(&*left[0].session.client_id, "two");
-        assert!(tree.remove(&filter("a/+/c"), "two"));
-        assert!(tree.root.children().next().is_none() && tree.root.value.is_empty());
     }
 }
