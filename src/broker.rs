@@ -14,8 +14,9 @@ use bytestring::ByteString;
 use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, info, warn};
 
-use crate::config::MqttConfig;
+use crate::config::{HttpConfig, MqttConfig};
 use crate::event_ids::EventIds;
+use crate::feed::Feed;
 use crate::keep_alive::KeepAliveQueue;
 use crate::locks::{lock, read, write};
 use crate::message::{Message, Will};
@@ -48,7 +49,8 @@ pub struct Broker {
     room: Notify,
     /// A permit for each connection that may still open (`max_connections`).
     admission: Semaphore,
-    event_ids: EventIds,
+    /// Every published message with its event id, for web readers.
+    pub feed: Arc<Feed>,
 }
 
 /// A session in the registry, found by its client id: the id is not stored twice.
@@ -115,6 +117,8 @@ pub struct Attached {
 
 /// What publishing a message did.
 pub struct Published {
+    /// The message's event id; none for a repeated QoS 2 message, not published again.
+    pub id: Option<u64>,
     /// A session whose queue this message took beyond its limits: a publisher that can
     /// wait (a connection) pauses until that queue has room again.
     pub congested: Option<Arc<Session>>,
@@ -127,7 +131,11 @@ impl Broker {
     /// A broker holding what `storage` recorded before. A session offline for longer
     /// than its expiry is removed; the others end that long after they went offline (or
     /// after now, for those connected when the broker stopped).
-    pub fn new(limits: MqttConfig, storage: Arc<dyn Storage>) -> Result<Arc<Broker>, StorageError> {
+    pub fn new(
+        limits: MqttConfig,
+        web: &HttpConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Arc<Broker>, StorageError> {
         let started = Instant::now();
         let snapshot = storage.load()?;
         let (event_ids, reserved) = EventIds::resume(snapshot.event_ids_reserved);
@@ -143,7 +151,7 @@ impl Broker {
             room: Notify::new(),
             admission: Semaphore::new(limits.max_connections.0),
             limits,
-            event_ids,
+            feed: Arc::new(Feed::new(event_ids, web)),
         });
         let (mut queued, mut expired) = (0, 0);
         for (client_id, stored) in snapshot.sessions {
@@ -161,7 +169,7 @@ impl Broker {
             queued,
             retained,
             expired_sessions = expired,
-            next_event_id = broker.event_ids.upcoming(),
+            next_event_id = broker.feed.upcoming(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "state loaded"
         );
@@ -670,13 +678,14 @@ impl Broker {
     /// Routes `message`, published by client `publisher` (none for a will or the
     /// broker's own), to every matching subscription and updates the retained store.
     pub fn publish(&self, message: Message, publisher: Option<&str>) -> Published {
-        let (_id, reservation) = self.event_ids.next();
+        let mut ticket = Ticket::NONE;
+        let (id, reservation) = self.feed.publish(&message, || {
+            if message.retain {
+                ticket = self.retain(&message);
+            }
+        });
         if let Some(below) = reservation {
             self.record(Change::EventIdsReserved { below });
-        }
-        let mut ticket = Ticket::NONE;
-        if message.retain {
-            ticket = self.retain(&message);
         }
         // Offline sessions may keep a message for long: they get one exact-size copy,
         // not a slice pinning the publisher's receive buffer.
@@ -714,7 +723,11 @@ impl Broker {
                 congested = Some(session);
             }
         }
-        Published { congested, ticket }
+        Published {
+            id: Some(id),
+            congested,
+            ticket,
+        }
     }
 
     fn retain(&self, message: &Message) -> Ticket {
@@ -931,6 +944,23 @@ impl Broker {
         Ok(qos)
     }
 
+    /// The unexpired retained messages matching any of `filters`, each once, for web
+    /// readers.
+    pub fn retained_matching(&self, filters: &[TopicFilter]) -> Vec<Message> {
+        let now = Instant::now();
+        let store = read(&self.retained);
+        let mut found: Vec<Message> = filters
+            .iter()
+            .flat_map(|filter| store.matching(filter, self.limits.max_retained_messages))
+            .filter(|message| !message.expired(now))
+            .collect();
+        if filters.len() > 1 {
+            found.sort_by(|a, b| a.topic.cmp(&b.topic));
+            found.dedup_by(|a, b| a.topic == b.topic);
+        }
+        found
+    }
+
     /// Queues every retained message matching `filter` for `session` (MQTT-3.3.1-6),
     /// however many, but for those that have expired, which are deleted. The replay may
     /// fill the queue beyond max_queued_messages by at most the size of the retained
@@ -1016,8 +1046,12 @@ mod tests {
     /// disconnect, leaves one timer task behind, not one per disconnect.
     #[tokio::test]
     async fn reconnecting_in_a_loop_leaves_one_session_timer() {
-        let broker =
-            Broker::new(MqttConfig::default(), Arc::new(MemoryStorage::default())).unwrap();
+        let broker = Broker::new(
+            MqttConfig::default(),
+            &HttpConfig::default(),
+            Arc::new(MemoryStorage::default()),
+        )
+        .unwrap();
         let client_id = ByteString::from_static("looping");
         let tasks = || {
             tokio::runtime::Handle::current()
@@ -1045,8 +1079,12 @@ mod tests {
     /// publisher that paused on it once a drain makes room.
     #[tokio::test]
     async fn a_paused_publisher_is_woken_by_the_drain_that_makes_room() {
-        let broker =
-            Broker::new(MqttConfig::default(), Arc::new(MemoryStorage::default())).unwrap();
+        let broker = Broker::new(
+            MqttConfig::default(),
+            &HttpConfig::default(),
+            Arc::new(MemoryStorage::default()),
+        )
+        .unwrap();
         let limits = QueueLimits {
             messages: 2,
             bytes: 1024,

@@ -24,6 +24,8 @@ pub struct Config {
     #[serde(default)]
     pub mqtt: MqttConfig,
     #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -175,6 +177,41 @@ pub enum SyncMode {
     Never,
 }
 
+/// The web readers (SSE, polling, iframe), HTTP publish and CORS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Origins whose pages may use the HTTP API (`"*"`: any); none by default.
+    pub cors_origins: Vec<String>,
+    /// Recent messages kept so that a reader can resume: at most this many…
+    pub replay_max_messages: usize,
+    /// …holding at most this many topic and payload bytes.
+    pub replay_max_bytes: usize,
+    /// What one SSE or iframe stream may have waiting to be sent, in bytes; a reader
+    /// that falls further behind is cut off (and resumes from its last id).
+    pub stream_buffer_bytes: StreamBuffer,
+    /// Seconds between keepalive comments on an idle stream.
+    pub keepalive_secs: KeepaliveInterval,
+    /// The reconnection delay a stream asks its EventSource for.
+    pub retry_ms: u32,
+    /// Largest `POST /publish` body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            cors_origins: Vec::new(),
+            replay_max_messages: 10_000,
+            replay_max_bytes: 16 << 20,
+            stream_buffer_bytes: StreamBuffer(1 << 20),
+            keepalive_secs: KeepaliveInterval(15),
+            retry_ms: 2000,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
@@ -315,6 +352,14 @@ bounded!(
     ConnectTimeout, 1, 3600, "a connect timeout in seconds"
 );
 bounded!(
+    /// Bytes a web stream may have waiting: room for at least one event.
+    StreamBuffer, 4096, 1 << 30, "a stream buffer size"
+);
+bounded!(
+    /// Seconds between keepalive comments.
+    KeepaliveInterval, 1, 3600, "a keepalive interval in seconds"
+);
+bounded!(
     /// Milliseconds between flushes with `sync = "interval"`.
     SyncInterval, 1, 3_600_000, "a flush interval in milliseconds"
 );
@@ -369,6 +414,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             auth: AuthConfig::default(),
             mqtt: MqttConfig::default(),
+            http: HttpConfig::default(),
             log: LogConfig::default(),
         }
     }

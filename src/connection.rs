@@ -1169,6 +1169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 format!("more than {max} QoS 2 messages awaiting PUBREL"),
             )),
             IncomingQos2::Repeated => Ok(Published {
+                id: None,
                 congested: None,
                 ticket,
             }),

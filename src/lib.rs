@@ -9,6 +9,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 mod event_ids;
+pub mod feed;
 mod http;
 pub mod keep_alive;
 mod level_tree;

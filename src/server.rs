@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::Authenticator;
 use crate::broker::Broker;
-use crate::config::{Config, ListenerProtocol};
+use crate::config::{Config, HttpConfig, ListenerProtocol};
 use crate::connection::{self, Context};
 use crate::http;
 use crate::proxy::TrustedProxies;
@@ -86,10 +86,11 @@ impl Server {
         config: &Config,
         storage: Arc<dyn Storage>,
     ) -> Result<Server, StartError> {
-        let broker = Broker::new(config.mqtt.clone(), storage)?;
+        let broker = Broker::new(config.mqtt.clone(), &config.http, storage)?;
         // Event ids reserved and sessions found expired are on disk before anyone is served.
         broker.flush_storage().await?;
         let auth = Arc::new(Authenticator::new(&config.auth));
+        let web = Arc::new(config.http.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut local_addrs = Vec::new();
         let mut background = vec![tokio::spawn(broker.keep_alives.clone().run())];
@@ -140,10 +141,14 @@ impl Server {
                 identity: None,
             };
             let proxies = TrustedProxies::new(&listener.trusted_proxies, listener.proxy_protocol);
+            let listening = Listening {
+                transport,
+                proxies: Arc::new(proxies),
+                web: web.clone(),
+            };
             background.push(tokio::spawn(accept_loop(
                 tcp,
-                transport,
-                Arc::new(proxies),
+                listening,
                 broker.clone(),
                 cx,
             )));
@@ -201,10 +206,17 @@ impl Server {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What one listener serves its connections with.
+#[derive(Clone)]
+struct Listening {
     transport: Transport,
     proxies: Arc<TrustedProxies>,
+    web: Arc<HttpConfig>,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    listening: Listening,
     broker: Arc<Broker>,
     cx: Context,
 ) {
@@ -222,8 +234,7 @@ async fn accept_loop(
         tokio::spawn(serve(
             stream,
             peer,
-            transport.clone(),
-            proxies.clone(),
+            listening.clone(),
             broker.clone(),
             cx.clone(),
         ));
@@ -235,11 +246,15 @@ async fn accept_loop(
 async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
-    transport: Transport,
-    proxies: Arc<TrustedProxies>,
+    listening: Listening,
     broker: Arc<Broker>,
     cx: Context,
 ) {
+    let Listening {
+        transport,
+        proxies,
+        web,
+    } = listening;
     // The PROXY header and the TLS handshake each get the time a client has to send
     // CONNECT.
     let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
@@ -267,10 +282,10 @@ async fn serve(
                 connection::serve(tls, peer, admitted, cx).await;
             }
         }
-        Transport::Http => http::serve(stream, peer, admitted, proxies, cx).await,
+        Transport::Http => http::serve(stream, peer, admitted, proxies, web, cx).await,
         Transport::Https(certificates) => {
             if let Some((tls, cx)) = handshake(stream, peer, cx, &certificates, limit).await {
-                http::serve(tls, peer, admitted, proxies, cx).await;
+                http::serve(tls, peer, admitted, proxies, web, cx).await;
             }
         }
     }

@@ -77,7 +77,12 @@ async fn many_deliveries_leave_in_few_writes() {
     common::init_logging();
     const MESSAGES: usize = 500;
     let config = Config::default();
-    let broker = Broker::new(config.mqtt.clone(), Arc::new(MemoryStorage::default())).unwrap();
+    let broker = Broker::new(
+        config.mqtt.clone(),
+        &config.http,
+        Arc::new(MemoryStorage::default()),
+    )
+    .unwrap();
     let (_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let context = || Context {
         auth: Arc::new(Authenticator::new(&config.auth)),

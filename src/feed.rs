@@ -1,0 +1,308 @@
+//! The feed of published messages for web readers (SSE, long polling, the iframe
+//! stream): every message gets the next event id and a place in a bounded replay log,
+//! and is handed to the readers whose filters match it.
+//!
+//! Appending and handing out happen under one lock, and a reader registers under it
+//! too, taking its replay from the log at that moment: every event a reader is due
+//! reaches it exactly once and in id order, whether from the replay or live, with no
+//! gap between the two however fast messages arrive.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use crate::config::HttpConfig;
+use crate::event_ids::EventIds;
+use crate::level_tree::{collect_matching, Node};
+use crate::locks::lock;
+use crate::message::Message;
+use crate::topic::TopicFilter;
+
+/// Bytes counted for an event beyond its topic and payload.
+const EVENT_OVERHEAD: usize = 64;
+
+/// A published message with its event id.
+#[derive(Debug)]
+pub struct Event {
+    pub id: u64,
+    /// An exact-size copy: the log may keep it for long.
+    pub message: Message,
+    /// The message as SSE data, rendered once for every reader.
+    rendered: OnceLock<Bytes>,
+}
+
+impl Event {
+    pub fn new(id: u64, message: Message) -> Event {
+        Event {
+            id,
+            message,
+            rendered: OnceLock::new(),
+        }
+    }
+
+    /// `render`'s output, computed by the first reader that asks.
+    pub fn rendered(&self, render: impl FnOnce(&Message) -> Bytes) -> Bytes {
+        self.rendered.get_or_init(|| render(&self.message)).clone()
+    }
+
+    fn size(&self) -> usize {
+        self.message.topic.as_str().len() + self.message.payload.len() + EVENT_OVERHEAD
+    }
+}
+
+/// Where a reader starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// With the next message published.
+    Now,
+    /// After the event with this id (`Last-Event-ID`).
+    After(u64),
+}
+
+/// Events a resuming reader asked for that the log no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The id the reader resumed after.
+    pub from: u64,
+    /// The oldest id the log still reaches back to.
+    pub to: u64,
+}
+
+/// A reader as registered: its replay and its live feed.
+pub struct Subscribed {
+    pub reader: ReaderHandle,
+    /// The id of the last event given out before the reader registered: live events
+    /// all have larger ones.
+    pub head: u64,
+    pub gap: Option<Gap>,
+    /// Matching events after the reader's `Since`, oldest first.
+    pub replay: Vec<Arc<Event>>,
+    /// Whatever the caller took while the feed stood still (the retained messages).
+    pub snapshot: Vec<Message>,
+}
+
+pub struct Feed {
+    state: Mutex<FeedState>,
+    ids: EventIds,
+    max_messages: usize,
+    max_bytes: usize,
+    reader_bytes: usize,
+}
+
+struct FeedState {
+    log: VecDeque<Arc<Event>>,
+    log_bytes: usize,
+    /// Every id from this one on that was given out is still in the log.
+    complete_from: u64,
+    /// The readers, at the node of each of their filters.
+    readers: Node<Vec<Arc<Reader>>>,
+    next_reader: u64,
+}
+
+impl Feed {
+    /// A feed continuing the event id sequence with `ids`, with an empty log.
+    pub fn new(ids: EventIds, config: &HttpConfig) -> Feed {
+        let first = ids.upcoming();
+        Feed {
+            state: Mutex::new(FeedState {
+                log: VecDeque::new(),
+                log_bytes: 0,
+                complete_from: first,
+                readers: Node::default(),
+                next_reader: 0,
+            }),
+            ids,
+            max_messages: config.replay_max_messages,
+            max_bytes: config.replay_max_bytes,
+            reader_bytes: config.stream_buffer_bytes.0,
+        }
+    }
+
+    /// The next event id, without giving it out.
+    pub fn upcoming(&self) -> u64 {
+        self.ids.upcoming()
+    }
+
+    /// Gives `message` the next event id, keeps it in the log and hands it to every
+    /// matching reader. `before` runs first, under the same lock (the retained store's
+    /// update, so a reader's retained snapshot and its live events never overlap).
+    /// Returns the event id and a new id reservation to record, if one is due.
+    pub fn publish(&self, message: &Message, before: impl FnOnce()) -> (u64, Option<u64>) {
+        let mut state = lock(&self.state);
+        before();
+        let (id, reservation) = self.ids.next();
+        let event = Arc::new(Event::new(id, message.detached()));
+        let size = event.size();
+        state.log.push_back(event.clone());
+        state.log_bytes += size;
+        while state.log.len() > self.max_messages || state.log_bytes > self.max_bytes {
+            let Some(oldest) = state.log.pop_front() else {
+                break;
+            };
+            state.log_bytes -= oldest.size();
+            state.complete_from = oldest.id + 1;
+        }
+        let mut due: Vec<&Arc<Reader>> = Vec::new();
+        collect_matching(&state.readers, &message.topic, &mut |node| {
+            due.extend(node.value.iter());
+        });
+        if due.len() > 1 {
+            // One event a reader, however many of its filters match.
+            due.sort_unstable_by_key(|reader| reader.id);
+            due.dedup_by_key(|reader| reader.id);
+        }
+        for reader in due {
+            reader.offer(&event, size, self.reader_bytes);
+        }
+        (id, reservation)
+    }
+
+    /// Registers a reader of `filters` from `since`. `snapshot` runs under the feed's
+    /// lock, so that what it takes is exactly the state before the reader's live events.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        filters: Vec<TopicFilter>,
+        since: Since,
+        snapshot: impl FnOnce() -> Vec<Message>,
+    ) -> Subscribed {
+        let mut state = lock(&self.state);
+        let head = self.ids.upcoming() - 1;
+        let oldest = state.log.front().map_or(head + 1, |event| event.id);
+        let (gap, tail) = match since {
+            Since::Now => (None, Vec::new()),
+            Since::After(after) => {
+                let gap = (after + 1 < state.complete_from && after < head).then_some(Gap {
+                    from: after,
+                    to: oldest,
+                });
+                let start = state.log.partition_point(|event| event.id <= after);
+                (gap, state.log.range(start..).cloned().collect())
+            }
+        };
+        let snapshot = snapshot();
+        state.next_reader += 1;
+        let reader = Arc::new(Reader {
+            id: state.next_reader,
+            filters,
+            queue: Mutex::new(Queue::default()),
+        });
+        for filter in &reader.filters {
+            state.readers.entry(filter.levels()).push(reader.clone());
+        }
+        drop(state);
+        // The tail was taken whole under the lock; it is filtered outside it.
+        let replay = tail
+            .into_iter()
+            .filter(|event| reader.wants(&event.message))
+            .collect();
+        Subscribed {
+            reader: ReaderHandle {
+                feed: self.clone(),
+                reader,
+            },
+            head,
+            gap,
+            replay,
+            snapshot,
+        }
+    }
+
+    fn unsubscribe(&self, reader: &Reader) {
+        let mut state = lock(&self.state);
+        for filter in &reader.filters {
+            let levels: Vec<&str> = filter.levels().collect();
+            state.readers.update(
+                &levels,
+                |readers| readers.retain(|r| r.id != reader.id),
+                &Vec::is_empty,
+            );
+        }
+    }
+}
+
+/// One web reader's live events.
+pub struct Reader {
+    id: u64,
+    filters: Vec<TopicFilter>,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Arc<Event>>,
+    bytes: usize,
+    /// Fell behind by more than its buffer: it gets nothing more.
+    overrun: bool,
+    waker: Option<Waker>,
+}
+
+/// What a reader's live feed has for it.
+pub enum Live {
+    Events(Vec<Arc<Event>>),
+    /// The reader fell too far behind; it should end and resume from its last id.
+    Overrun,
+}
+
+impl Reader {
+    fn wants(&self, message: &Message) -> bool {
+        self.filters.iter().any(|f| f.matches(&message.topic))
+    }
+
+    fn offer(&self, event: &Arc<Event>, size: usize, limit: usize) {
+        let mut queue = lock(&self.queue);
+        if queue.overrun {
+            return;
+        }
+        if queue.bytes + size > limit && !queue.events.is_empty() {
+            // Not read for too long: the memory goes now, the reader ends when it looks.
+            queue.overrun = true;
+            queue.events = VecDeque::new();
+            queue.bytes = 0;
+        } else {
+            queue.events.push_back(event.clone());
+            queue.bytes += size;
+        }
+        if let Some(waker) = queue.waker.take() {
+            drop(queue);
+            waker.wake();
+        }
+    }
+
+    /// The events waiting, at most `max` of them, or `Pending` (woken when one comes).
+    pub fn poll_events(&self, cx: &mut Context<'_>, max: usize) -> Poll<Live> {
+        let mut queue = lock(&self.queue);
+        if queue.overrun {
+            return Poll::Ready(Live::Overrun);
+        }
+        if queue.events.is_empty() {
+            queue.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = queue.events.len().min(max);
+        let events: Vec<Arc<Event>> = queue.events.drain(..n).collect();
+        queue.bytes -= events.iter().map(|event| event.size()).sum::<usize>();
+        Poll::Ready(Live::Events(events))
+    }
+}
+
+/// A registered reader; dropping it unregisters it.
+pub struct ReaderHandle {
+    feed: Arc<Feed>,
+    reader: Arc<Reader>,
+}
+
+impl std::ops::Deref for ReaderHandle {
+    type Target = Reader;
+
+    fn deref(&self) -> &Reader {
+        &self.reader
+    }
+}
+
+impl Drop for ReaderHandle {
+    fn drop(&mut self) {
+        self.feed.unsubscribe(&self.reader);
+    }
+}

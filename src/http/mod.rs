@@ -1,0 +1,246 @@
+//! The HTTP listener: one hyper service with routes, for browsers and back ends.
+//!
+//! - `GET /mqtt` upgrades to MQTT over WebSocket ([`upgrade`]);
+//! - `GET /events` (SSE) and `GET /iframe` stream messages ([`stream`]);
+//! - `GET /poll` and `GET /retained` answer with messages ([`read`]);
+//! - `POST /publish` publishes ([`publish`]);
+//! - `GET /healthz` answers `ok`.
+//!
+//! Errors are JSON `{"error": …}`. Pages of the origins in `http.cors_origins` (and of
+//! the listener's own) may use the API; a request from any other origin is refused.
+
+mod publish;
+mod query;
+mod read;
+mod render;
+mod stream;
+mod upgrade;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::debug;
+
+use crate::broker::{Admitted, Broker};
+use crate::config::HttpConfig;
+use crate::connection::Context;
+use crate::proxy::TrustedProxies;
+
+/// Largest request head (request line and headers) read.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// What the requests of one HTTP connection share.
+struct Shared {
+    broker: Arc<Broker>,
+    web: Arc<HttpConfig>,
+    cx: Context,
+    /// The connection's place within `max_connections`, passed on to the WebSocket it
+    /// may become.
+    place: Mutex<Option<Admitted>>,
+}
+
+pub type Reply = Response<UnsyncBoxBody<Bytes, Infallible>>;
+
+/// A request refused, with the status and what to tell the person behind it.
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    what: String,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, what: String) -> Refusal {
+        Refusal { status, what }
+    }
+}
+
+type Outcome = Result<Reply, Refusal>;
+
+/// Serves HTTP/1.1 on `stream` (TCP or TLS) until the peer closes it, it stays silent
+/// for the connect timeout, or the server stops. Each request's client is `peer`, or
+/// whom `X-Forwarded-For` names when `peer` is a trusted proxy.
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    admitted: Admitted,
+    proxies: Arc<TrustedProxies>,
+    web: Arc<HttpConfig>,
+    cx: Context,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut shutdown = cx.shutdown.clone();
+    let broker = Arc::clone(&admitted);
+    let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
+    let shared = Arc::new(Shared {
+        broker,
+        web,
+        cx,
+        place: Mutex::new(Some(admitted)),
+    });
+    let service = service_fn(move |request| {
+        let client = proxies.forwarded_client(peer, request.headers());
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(route(request, client, &shared).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limit)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = served {
+        debug!(%peer, "HTTP connection ended: {e}");
+    }
+}
+
+async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) -> Reply {
+    let path = request.uri().path();
+    let api = matches!(
+        path,
+        "/events" | "/iframe" | "/poll" | "/retained" | "/publish"
+    );
+    let origin = if api {
+        match allowed_origin(&request, &shared.web) {
+            Ok(origin) => origin,
+            Err(refusal) => return error(refusal),
+        }
+    } else {
+        None
+    };
+    let outcome = match (request.method(), path) {
+        (&Method::GET, "/healthz") => Ok(plain(StatusCode::OK, "ok")),
+        (&Method::GET, "/mqtt") => upgrade::upgrade(request, client, shared),
+        (&Method::GET, "/events") => stream::events(&request, shared),
+        (&Method::GET, "/iframe") => stream::iframe(&request, shared),
+        (&Method::GET, "/poll") => read::poll(&request, shared).await,
+        (&Method::GET, "/retained") => read::retained(&request, shared),
+        (&Method::POST, "/publish") => publish::publish(request, shared).await,
+        (&Method::OPTIONS, _) if api => Ok(preflight()),
+        _ if api || matches!(path, "/healthz" | "/mqtt") => Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed".into(),
+        )),
+        _ => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "no such endpoint".into(),
+        )),
+    };
+    let mut reply = outcome.unwrap_or_else(error);
+    if let Some(origin) = origin {
+        let headers = reply.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    reply
+}
+
+/// The request's `Origin` when it is allowed to use the API: one of `cors_origins`
+/// (`"*"` allowing any), or the listener's own. `None` without an `Origin` (not a
+/// cross-origin browser request); a refusal for any other origin.
+fn allowed_origin(
+    request: &Request<Incoming>,
+    web: &HttpConfig,
+) -> Result<Option<HeaderValue>, Refusal> {
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
+        return Ok(None);
+    };
+    let text = origin.to_str().unwrap_or_default();
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let own = host.is_some_and(|host| {
+        text.strip_prefix("http://")
+            .or_else(|| text.strip_prefix("https://"))
+            == Some(host)
+    });
+    let listed = web
+        .cors_origins
+        .iter()
+        .any(|allowed| allowed == "*" || allowed == text);
+    if own || listed {
+        Ok(Some(origin.clone()))
+    } else {
+        Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            format!("origin {text:?} is not allowed (http.cors_origins)"),
+        ))
+    }
+}
+
+/// The answer to a CORS preflight from an allowed origin.
+fn preflight() -> Reply {
+    let mut reply = Response::new(empty());
+    *reply.status_mut() = StatusCode::NO_CONTENT;
+    let headers = reply.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, Last-Event-ID"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    reply
+}
+
+fn empty() -> UnsyncBoxBody<Bytes, Infallible> {
+    Empty::new().boxed_unsync()
+}
+
+fn full(body: impl Into<Bytes>) -> UnsyncBoxBody<Bytes, Infallible> {
+    Full::new(body.into()).boxed_unsync()
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Reply {
+    let mut reply = Response::new(full(text));
+    *reply.status_mut() = status;
+    reply
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    reply
+}
+
+fn json_reply(status: StatusCode, json: String) -> Reply {
+    let mut reply = Response::new(full(json));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    reply
+}
+
+/// A JSON error, as every endpoint gives them.
+fn error(refusal: Refusal) -> Reply {
+    let json = serde_json::json!({ "error": refusal.what });
+    json_reply(refusal.status, json.to_string())
+}

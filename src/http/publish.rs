@@ -1,0 +1,80 @@
+//! `POST /publish?topic=T[&qos=N][&retain=true]`: the body is the payload.
+
+use bytestring::ByteString;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header;
+use hyper::{Request, StatusCode};
+use serde_json::json;
+
+use super::query::{bad, Query};
+use super::{json_reply, Outcome, Refusal, Shared};
+use crate::message::Message;
+use crate::protocol::QoS;
+use crate::topic::TopicName;
+
+/// Publishes the body once it is whole and within the size limit; answers with the
+/// event id once the broker has accepted the message at the QoS asked (for QoS 1 and
+/// 2: stored, where persistence is on).
+pub async fn publish(request: Request<Incoming>, shared: &Shared) -> Outcome {
+    let query = Query::of(request.uri())?;
+    let topic = query
+        .single("topic")?
+        .ok_or_else(|| bad("a topic is needed: ?topic=a/b".into()))?;
+    let topic = TopicName::new(ByteString::from(topic))
+        .map_err(|e| bad(format!("topic {topic:?}: {e}")))?;
+    if !shared.broker.topic_depth_allowed(topic.as_str()) {
+        return Err(bad(format!(
+            "topic {:?} has too many levels",
+            topic.as_str()
+        )));
+    }
+    let qos = match query.number("qos")? {
+        None | Some(0) => QoS::AtMostOnce,
+        Some(1) => QoS::AtLeastOnce,
+        Some(2) => QoS::ExactlyOnce,
+        Some(other) => return Err(bad(format!("qos must be 0, 1 or 2, not {other}"))),
+    };
+    let retain = query.flag("retain", false)?;
+    let limit = shared
+        .web
+        .max_body_bytes
+        .min(shared.broker.limits.max_packet_size.0);
+    let too_large = || {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the payload is over {limit} bytes"),
+        )
+    };
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let payload = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(e) => return Err(bad(format!("the body could not be read: {e}"))),
+    };
+    let message = Message {
+        topic,
+        payload,
+        qos,
+        retain,
+        properties: None,
+    };
+    let published = shared.broker.publish(message, None);
+    if qos != QoS::AtMostOnce {
+        shared.broker.durable(published.ticket).await.map_err(|e| {
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the message could not be stored: {e}"),
+            )
+        })?;
+    }
+    let id = published.id.unwrap_or_default();
+    let answer = json!({ "id": id.to_string() });
+    Ok(json_reply(StatusCode::OK, answer.to_string()))
+}

@@ -1,0 +1,253 @@
+//! `GET /events` (Server-Sent Events) and `GET /iframe` (the legacy iframe stream): a
+//! response body that sends what the reader is due — the retained messages or the
+//! replay from its last id — then live events, with keepalives while idle. It ends
+//! when the reader falls too far behind (the client resumes from its last id) or the
+//! server stops.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response};
+use tokio::time::{Instant, Sleep};
+use tracing::info;
+
+use super::query::{bad, Query};
+use super::render::{iframe_call, sse_gap, sse_message, sse_raw, valid_callback};
+use super::{Outcome, Shared};
+use crate::feed::{Event, Live, ReaderHandle, Since};
+use crate::message::Message;
+
+/// Most events sent in one chunk.
+const BATCH: usize = 64;
+
+/// Padding first in the iframe stream: some browsers render nothing before 1 KiB.
+const IFRAME_PADDING: usize = 1024;
+
+/// How the events of a stream are written.
+enum Format {
+    /// SSE, a JSON object as each event's data.
+    Json,
+    /// SSE, the topic as the event name and the payload as data.
+    Raw,
+    /// HTML, one `<script>parent.NAME(...)</script>` an event.
+    Iframe { callback: String },
+}
+
+impl Format {
+    fn event(&self, event: &Event) -> Bytes {
+        match self {
+            Format::Json => event.rendered(|message| sse_message(event.id, message, false)),
+            Format::Raw => sse_raw(event.id, &event.message),
+            Format::Iframe { callback } => iframe_call(callback, event.id, &event.message, false),
+        }
+    }
+
+    fn retained(&self, id: u64, message: &Message) -> Bytes {
+        match self {
+            Format::Json => sse_message(id, message, true),
+            Format::Raw => sse_raw(id, message),
+            Format::Iframe { callback } => iframe_call(callback, id, message, true),
+        }
+    }
+
+    fn keepalive(&self) -> Bytes {
+        match self {
+            Format::Iframe { .. } => Bytes::from_static(b"<!-- keepalive -->\n"),
+            _ => Bytes::from_static(b": keepalive\n\n"),
+        }
+    }
+}
+
+/// `GET /events?topic=F[&topic=F2…][&retained=false][&format=raw][&last_event_id=N]`.
+pub fn events(request: &Request<Incoming>, shared: &Shared) -> Outcome {
+    let query = Query::of(request.uri())?;
+    let format = match query.single("format")? {
+        None | Some("json") => Format::Json,
+        Some("raw") => Format::Raw,
+        Some(other) => return Err(bad(format!("format must be json or raw, not {other:?}"))),
+    };
+    // The header EventSource sends when it reconnects wins over the parameter.
+    let header = request
+        .headers()
+        .get("last-event-id")
+        .map(|value| {
+            let text = value.to_str().unwrap_or_default();
+            text.trim()
+                .parse::<u64>()
+                .map_err(|_| bad(format!("Last-Event-ID must be an event id, not {text:?}")))
+        })
+        .transpose()?;
+    let since = match header.or(query.number("last_event_id")?) {
+        Some(id) => Since::After(id),
+        None => Since::Now,
+    };
+    let retained = query.flag("retained", true)?;
+    let retry = shared.web.retry_ms;
+    let preamble = Bytes::from(format!("retry: {retry}\n\n"));
+    open(
+        &query,
+        format,
+        since,
+        retained,
+        preamble,
+        shared,
+        "text/event-stream",
+    )
+}
+
+/// `GET /iframe?topic=F&callback=NAME`: the retained messages, then live ones.
+pub fn iframe(request: &Request<Incoming>, shared: &Shared) -> Outcome {
+    let query = Query::of(request.uri())?;
+    let callback = query.single("callback")?.unwrap_or_default();
+    if !valid_callback(callback) {
+        return Err(bad(
+            "callback must match [A-Za-z_$][A-Za-z0-9_$.]{0,63}".into()
+        ));
+    }
+    let format = Format::Iframe {
+        callback: callback.to_string(),
+    };
+    let retained = query.flag("retained", true)?;
+    let preamble = Bytes::from(format!(
+        "<!doctype html>\n<html><body>\n<!--{}-->\n",
+        " ".repeat(IFRAME_PADDING)
+    ));
+    let content_type = "text/html; charset=utf-8";
+    open(
+        &query,
+        format,
+        Since::Now,
+        retained,
+        preamble,
+        shared,
+        content_type,
+    )
+}
+
+fn open(
+    query: &Query,
+    format: Format,
+    since: Since,
+    retained: bool,
+    preamble: Bytes,
+    shared: &Shared,
+    content_type: &'static str,
+) -> Outcome {
+    let filters = query.filters(&shared.broker)?;
+    let broker = &shared.broker;
+    // Retained messages are the state a new reader starts from; a resuming one gets
+    // what it missed from the replay instead.
+    let with_retained = retained && since == Since::Now;
+    let wanted = filters.clone();
+    let subscribed = broker.feed.subscribe(filters, since, || {
+        if with_retained {
+            broker.retained_matching(&wanted)
+        } else {
+            Vec::new()
+        }
+    });
+    let mut backlog = VecDeque::from([preamble]);
+    if let Some(gap) = subscribed.gap {
+        backlog.push_back(sse_gap(gap.from, gap.to));
+    }
+    for message in &subscribed.snapshot {
+        backlog.push_back(format.retained(subscribed.head, message));
+    }
+    let keepalive = Duration::from_secs(shared.web.keepalive_secs.0 as u64);
+    let mut shutdown = shared.cx.shutdown.clone();
+    let stream = EventStream {
+        format,
+        backlog,
+        replay: subscribed.replay.into(),
+        reader: subscribed.reader,
+        keepalive,
+        idle: Box::pin(tokio::time::sleep(keepalive)),
+        stopping: Box::pin(async move {
+            let _ = shutdown.wait_for(|&stopping| stopping).await;
+        }),
+    };
+    let mut reply = Response::new(stream.boxed_unsync());
+    let headers = reply.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells a proxy such as nginx not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(reply)
+}
+
+struct EventStream {
+    format: Format,
+    /// Chunks due before any event: the preamble, a gap, the retained messages.
+    backlog: VecDeque<Bytes>,
+    /// Events from the log the reader missed, oldest first.
+    replay: VecDeque<Arc<Event>>,
+    reader: ReaderHandle,
+    keepalive: Duration,
+    /// Fires when the stream has been idle for `keepalive`.
+    idle: Pin<Box<Sleep>>,
+    stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl EventStream {
+    fn chunk(&mut self, events: impl IntoIterator<Item = Arc<Event>>) -> Frame<Bytes> {
+        let mut chunk = BytesMut::new();
+        for event in events {
+            chunk.extend_from_slice(&self.format.event(&event));
+        }
+        self.sent();
+        Frame::data(chunk.freeze())
+    }
+
+    fn sent(&mut self) {
+        let next = Instant::now() + self.keepalive;
+        self.idle.as_mut().reset(next);
+    }
+}
+
+impl Body for EventStream {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.stopping.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        if let Some(chunk) = this.backlog.pop_front() {
+            this.sent();
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(BATCH);
+            let events: Vec<Arc<Event>> = this.replay.drain(..n).collect();
+            return Poll::Ready(Some(Ok(this.chunk(events))));
+        }
+        match this.reader.poll_events(cx, BATCH) {
+            Poll::Ready(Live::Events(events)) => return Poll::Ready(Some(Ok(this.chunk(events)))),
+            Poll::Ready(Live::Overrun) => {
+                info!(
+                    "web reader fell too far behind; its stream ends, to resume from its last id"
+                );
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        if this.idle.as_mut().poll(cx).is_ready() {
+            let keepalive = this.format.keepalive();
+            this.sent();
+            return Poll::Ready(Some(Ok(Frame::data(keepalive))));
+        }
+        Poll::Pending
+    }
+}
