@@ -371,6 +371,7 @@ pub fn connect_packet(client_id: &str, clean_session: bool, keep_alive: u16) -> 
 pub mod pki;
 pub mod process;
 pub mod tools;
+pub mod web;
 pub mod ws;
 
 /// A whole packet from its first byte (type and flags) and body, the remaining length

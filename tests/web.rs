@@ -1,0 +1,49 @@
+//! The HTTP API through the wire: Server-Sent Events with resume, long and short
+//! polling, HTTP publish, the iframe stream and CORS, read with hyper's HTTP client
+//! while MQTT clients (raw bytes, rumqttc, mosquitto_pub/mosquitto_sub) publish and
+//! subscribe beside it.
+
+mod common;
+#[path = "common/v5/mod.rs"]
+mod v5;
+
+#[path = "web/errors.rs"]
+mod errors;
+#[path = "web/events.rs"]
+mod events;
+#[path = "web/polling.rs"]
+mod polling;
+#[path = "web/publish.rs"]
+mod publish;
+
+use std::net::SocketAddr;
+
+use common::TestBroker;
+use herald::config::{Config, Listener, ListenerProtocol};
+
+/// A broker with its TCP listener and an HTTP one (whose address is returned), with the
+/// test defaults changed by `tweak`.
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> (TestBroker, SocketAddr) {
+    let broker = TestBroker::start_with(|config| {
+        let bind = "127.0.0.1:0".parse().unwrap();
+        config
+            .listeners
+            .push(Listener::new(ListenerProtocol::Http, bind));
+        tweak(config);
+    })
+    .await;
+    let http = broker.listener(1);
+    (broker, http)
+}
+
+/// `s` percent-encoded for a query string (`#` and `+` in topic filters, mostly).
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,149 @@
+//! Bad requests get a JSON error with the right status and reach nothing; CORS.
+
+use hyper::{Method, StatusCode};
+use mqttbytes::QoS;
+
+use crate::common::web::{call, get, post};
+use crate::{encode, start};
+
+#[tokio::test]
+async fn bad_parameters_are_refused_with_400_and_a_reason() {
+    let (broker, http) = start(|_| {}).await;
+    let many_topics: String = (0..33).map(|i| format!("topic=t{i}&")).collect();
+    let cases = [
+        ("/events", "topic filter is needed"),
+        ("/events?topic=a/%2B%2B", "'+' must fill a whole level"),
+        ("/events?topic=a/%23/b", "'#' must be the last level"),
+        ("/events?topic=%24share/g/a", "$share is for MQTT clients"),
+        ("/events?topic=a&format=xml", "format must be json or raw"),
+        (
+            "/events?topic=a&retained=maybe",
+            "retained must be true or false",
+        ),
+        (
+            "/events?topic=a&last_event_id=x",
+            "last_event_id must be a whole number",
+        ),
+        (
+            &format!("/events?{many_topics}"),
+            "at most 32 topic filters",
+        ),
+        ("/poll?topic=a&since=-1", "since must be a whole number"),
+        ("/poll?topic=a&timeout=61", "timeout is at most 60 seconds"),
+        (
+            "/poll?topic=a&timeout=soon",
+            "timeout must be a whole number",
+        ),
+        ("/retained?topic=", "topic is empty"),
+        ("/iframe?topic=a&callback=alert(1)", "callback must match"),
+        ("/iframe?topic=a", "callback must match"),
+    ];
+    for (target, reason) in cases {
+        let error = get(http, target).await.error(StatusCode::BAD_REQUEST);
+        assert!(error.contains(reason), "{target}: {error}");
+    }
+    let answer = call(
+        http,
+        Method::GET,
+        "/events?topic=a",
+        &[("last-event-id", "yesterday")],
+        "",
+    )
+    .await;
+    assert!(answer
+        .error(StatusCode::BAD_REQUEST)
+        .contains("Last-Event-ID"));
+    let deep = format!("/events?topic={}", encode(&"a/".repeat(200)));
+    assert!(get(http, &deep)
+        .await
+        .error(StatusCode::BAD_REQUEST)
+        .contains("too many levels"));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn bad_publishes_are_refused_and_nothing_reaches_the_router() {
+    let (broker, http) = start(|_| {}).await;
+    let mut subscriber = broker.client("bad-publish-watcher", true).await;
+    subscriber.subscribe(1, "#", QoS::AtMostOnce).await;
+    let cases = [
+        ("/publish", "a topic is needed"),
+        ("/publish?topic=a/%2B", "wildcard"),
+        ("/publish?topic=a&qos=3", "qos must be 0, 1 or 2"),
+        (
+            "/publish?topic=a&retain=yes",
+            "retain must be true or false",
+        ),
+        ("/publish?topic=a&topic=b", "topic is given more than once"),
+    ];
+    for (target, reason) in cases {
+        let error = post(http, target, "x").await.error(StatusCode::BAD_REQUEST);
+        assert!(error.contains(reason), "{target}: {error}");
+    }
+    let wrong_method = get(http, "/publish?topic=a").await;
+    wrong_method.error(StatusCode::METHOD_NOT_ALLOWED);
+    get(http, "/nowhere").await.error(StatusCode::NOT_FOUND);
+    // The first message the subscriber gets is this marker.
+    post(http, "/publish?topic=marker", "marker").await;
+    let first = subscriber.expect_publish().await;
+    assert_eq!(first.topic, "marker");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn pages_of_listed_origins_may_use_the_api_and_others_are_refused() {
+    let (broker, http) = start(|config| {
+        config.http.cors_origins = vec!["https://app.example".into()];
+    })
+    .await;
+    let allowed = [("origin", "https://app.example")];
+    let preflight = [
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "POST"),
+    ];
+    let answer = call(http, Method::OPTIONS, "/publish?topic=a", &preflight, "").await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        answer.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(answer.headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    assert!(answer.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Last-Event-ID"));
+
+    let answer = call(http, Method::GET, "/retained?topic=a", &allowed, "").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(answer.headers["vary"], "Origin");
+
+    // Another site's page may not publish, even with a simple request.
+    let mut subscriber = broker.client("cors-watcher", true).await;
+    subscriber.subscribe(1, "#", QoS::AtMostOnce).await;
+    let evil = [("origin", "https://evil.example")];
+    let refused = call(http, Method::POST, "/publish?topic=a", &evil, "x").await;
+    assert!(refused.error(StatusCode::FORBIDDEN).contains("not allowed"));
+    assert!(refused.headers.get("access-control-allow-origin").is_none());
+    let refused = call(http, Method::OPTIONS, "/events?topic=a", &evil, "").await;
+    refused.error(StatusCode::FORBIDDEN);
+    // The listener's own pages may.
+    let own = format!("http://{http}");
+    let answer = call(
+        http,
+        Method::POST,
+        "/publish?topic=marker",
+        &[("origin", &own)],
+        "m",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(subscriber.expect_publish().await.topic, "marker");
+    broker.stop().await;
+}
