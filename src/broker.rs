@@ -140,6 +140,8 @@ impl Broker {
         let snapshot = storage.load()?;
         let (event_ids, reserved) = EventIds::resume(snapshot.event_ids_reserved);
         storage.record(Change::EventIdsReserved { below: reserved });
+        // Until a clean stop says otherwise, events after the log's last may be lost.
+        storage.record(Change::LogSealed { next: 0 });
         let broker = Arc::new(Broker {
             sessions: Mutex::default(),
             subscriptions: RwLock::default(),
@@ -151,7 +153,12 @@ impl Broker {
             room: Notify::new(),
             admission: Semaphore::new(limits.max_connections.0),
             limits,
-            feed: Arc::new(Feed::new(event_ids, web)),
+            feed: Arc::new(Feed::restore(
+                event_ids,
+                web,
+                snapshot.log,
+                snapshot.log_sealed,
+            )),
         });
         let (mut queued, mut expired) = (0, 0);
         for (client_id, stored) in snapshot.sessions {
@@ -942,6 +949,21 @@ impl Broker {
             self.send_retained(session, &filter, &subscription);
         }
         Ok(qos)
+    }
+
+    /// Writes the replay log's new events to storage (blocking: call it off the
+    /// runtime's worker threads).
+    pub fn persist_feed(&self) {
+        self.feed.persist(&*self.storage);
+    }
+
+    /// Writes out the rest of the replay log and marks it complete: the last thing a
+    /// clean stop records.
+    pub fn seal_feed(&self) {
+        self.persist_feed();
+        self.record(Change::LogSealed {
+            next: self.feed.upcoming(),
+        });
     }
 
     /// The unexpired retained messages matching any of `filters`, each once, for web

@@ -7,7 +7,8 @@
 //! reaches it exactly once and in id order, whether from the replay or live, with no
 //! gap between the two however fast messages arrive.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
@@ -18,10 +19,14 @@ use crate::event_ids::EventIds;
 use crate::level_tree::{collect_matching, Node};
 use crate::locks::lock;
 use crate::message::Message;
+use crate::storage::{Change, Storage};
 use crate::topic::TopicFilter;
 
 /// Bytes counted for an event beyond its topic and payload.
 const EVENT_OVERHEAD: usize = 64;
+
+/// Most events written to storage as one change.
+const PERSIST_BATCH: usize = 100;
 
 /// A published message with its event id.
 #[derive(Debug)]
@@ -85,38 +90,127 @@ pub struct Subscribed {
 
 pub struct Feed {
     state: Mutex<FeedState>,
+    /// `reader_count`, readable without the lock.
+    readers: AtomicUsize,
     ids: EventIds,
     max_messages: usize,
     max_bytes: usize,
     reader_bytes: usize,
 }
 
+/// An event in the log, with what the log's upkeep reads of it kept inline: the oldest
+/// events are cold in the cache, and one is let go for each published.
+struct Logged {
+    id: u64,
+    size: usize,
+    event: Arc<Event>,
+}
+
 struct FeedState {
-    log: VecDeque<Arc<Event>>,
+    log: VecDeque<Logged>,
     log_bytes: usize,
     /// Every id from this one on that was given out is still in the log.
     complete_from: u64,
+    /// The last event handed to storage.
+    persisted: u64,
+    /// Storage was told the log holds no ids below this.
+    trimmed: u64,
     /// The readers, at the node of each of their filters.
     readers: Node<Vec<Arc<Reader>>>,
+    reader_count: usize,
     next_reader: u64,
 }
 
 impl Feed {
-    /// A feed continuing the event id sequence with `ids`, with an empty log.
-    pub fn new(ids: EventIds, config: &HttpConfig) -> Feed {
+    /// A feed continuing the event id sequence with `ids`, its log holding the newest
+    /// of `log` that fit. `sealed` is the first id not given out when the broker last
+    /// stopped cleanly (0 if it did not): unless it follows the log's last id, events
+    /// after that one may have been lost, and a reader resuming from before them is
+    /// told of a gap.
+    pub fn restore(
+        ids: EventIds,
+        config: &HttpConfig,
+        log: BTreeMap<u64, Message>,
+        sealed: u64,
+    ) -> Feed {
         let first = ids.upcoming();
+        let mut state = FeedState {
+            log: VecDeque::new(),
+            log_bytes: 0,
+            complete_from: first,
+            readers: Node::default(),
+            reader_count: 0,
+            next_reader: 0,
+            persisted: first.saturating_sub(1),
+            trimmed: 0,
+        };
+        for (id, message) in log.into_iter().rev() {
+            let event = Arc::new(Event::new(id, message));
+            let size = event.size();
+            if state.log.len() >= config.replay_max_messages
+                || state.log_bytes + size > config.replay_max_bytes
+            {
+                break;
+            }
+            state.log_bytes += size;
+            state.log.push_front(Logged { id, size, event });
+        }
+        if let Some(last) = state.log.back().map(|event| event.id) {
+            state.persisted = last;
+            if sealed == last + 1 {
+                // Nothing was lost: every id from the start of the newest unbroken run
+                // of ids on is there (ids of earlier runs may have been skipped).
+                let mut start = last;
+                for event in state.log.iter().rev().skip(1) {
+                    if event.id + 1 != start {
+                        break;
+                    }
+                    start = event.id;
+                }
+                state.complete_from = start;
+            }
+        }
         Feed {
-            state: Mutex::new(FeedState {
-                log: VecDeque::new(),
-                log_bytes: 0,
-                complete_from: first,
-                readers: Node::default(),
-                next_reader: 0,
-            }),
+            state: Mutex::new(state),
+            readers: AtomicUsize::new(0),
             ids,
             max_messages: config.replay_max_messages,
             max_bytes: config.replay_max_bytes,
             reader_bytes: config.stream_buffer_bytes.0,
+        }
+    }
+
+    /// Hands the log's events not yet written to `storage`, and what it no longer
+    /// holds, as changes of at most [`PERSIST_BATCH`] events.
+    pub fn persist(&self, storage: &dyn Storage) {
+        loop {
+            let (events, trim) = {
+                let mut state = lock(&self.state);
+                let oldest = state.log.front().map_or(0, |event| event.id);
+                let trim = (oldest > state.trimmed).then_some(oldest);
+                if let Some(below) = trim {
+                    state.trimmed = below;
+                }
+                let persisted = state.persisted;
+                let start = state.log.partition_point(|event| event.id <= persisted);
+                let events: Vec<(u64, Message)> = state
+                    .log
+                    .range(start..)
+                    .take(PERSIST_BATCH)
+                    .map(|logged| (logged.id, logged.event.message.clone()))
+                    .collect();
+                if let Some((last, _)) = events.last() {
+                    state.persisted = *last;
+                }
+                (events, trim)
+            };
+            if let Some(below) = trim {
+                storage.record(Change::LogTrimmed { below });
+            }
+            if events.is_empty() {
+                return;
+            }
+            storage.record(Change::Logged { events });
         }
     }
 
@@ -130,24 +224,49 @@ impl Feed {
     /// update, so a reader's retained snapshot and its live events never overlap).
     /// Returns the event id and a new id reservation to record, if one is due.
     pub fn publish(&self, message: &Message, before: impl FnOnce()) -> (u64, Option<u64>) {
+        // The copy is made, and what the log lets go of is freed, outside the lock;
+        // without a log, only while someone reads.
+        let wanted = self.max_messages > 0 || self.readers.load(Ordering::Relaxed) > 0;
+        let mut detached = wanted.then(|| message.detached());
+        let mut evicted = None;
         let mut state = lock(&self.state);
         before();
         let (id, reservation) = self.ids.next();
-        let event = Arc::new(Event::new(id, message.detached()));
+        if detached.is_none() && state.reader_count > 0 {
+            // A reader came in meanwhile.
+            detached = Some(message.detached());
+        }
+        let Some(detached) = detached else {
+            return (id, reservation);
+        };
+        let event = Arc::new(Event::new(id, detached));
         let size = event.size();
-        state.log.push_back(event.clone());
-        state.log_bytes += size;
+        if self.max_messages > 0 {
+            state.log.push_back(Logged {
+                id,
+                size,
+                event: event.clone(),
+            });
+            state.log_bytes += size;
+        }
         while state.log.len() > self.max_messages || state.log_bytes > self.max_bytes {
             let Some(oldest) = state.log.pop_front() else {
                 break;
             };
-            state.log_bytes -= oldest.size();
+            state.log_bytes -= oldest.size;
             state.complete_from = oldest.id + 1;
+            // Usually one goes for each that comes; any more are freed here.
+            evicted.get_or_insert(oldest.event);
+        }
+        if self.max_messages == 0 {
+            state.complete_from = id + 1;
         }
         let mut due: Vec<&Arc<Reader>> = Vec::new();
-        collect_matching(&state.readers, &message.topic, &mut |node| {
-            due.extend(node.value.iter());
-        });
+        if state.reader_count > 0 {
+            collect_matching(&state.readers, &message.topic, &mut |node| {
+                due.extend(node.value.iter());
+            });
+        }
         if due.len() > 1 {
             // One event a reader, however many of its filters match.
             due.sort_unstable_by_key(|reader| reader.id);
@@ -156,6 +275,8 @@ impl Feed {
         for reader in due {
             reader.offer(&event, size, self.reader_bytes);
         }
+        drop(state);
+        drop(evicted);
         (id, reservation)
     }
 
@@ -178,11 +299,14 @@ impl Feed {
                     to: oldest,
                 });
                 let start = state.log.partition_point(|event| event.id <= after);
-                (gap, state.log.range(start..).cloned().collect())
+                let tail = state.log.range(start..).map(|l| l.event.clone()).collect();
+                (gap, tail)
             }
         };
         let snapshot = snapshot();
         state.next_reader += 1;
+        state.reader_count += 1;
+        self.readers.store(state.reader_count, Ordering::Relaxed);
         let reader = Arc::new(Reader {
             id: state.next_reader,
             filters,
@@ -211,6 +335,8 @@ impl Feed {
 
     fn unsubscribe(&self, reader: &Reader) {
         let mut state = lock(&self.state);
+        state.reader_count -= 1;
+        self.readers.store(state.reader_count, Ordering::Relaxed);
         for filter in &reader.filters {
             let levels: Vec<&str> = filter.levels().collect();
             state.readers.update(

@@ -171,7 +171,9 @@ impl Message {
         Message {
             topic: self.topic.detached(),
             payload: Bytes::copy_from_slice(&self.payload),
-            ..self.clone()
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties.clone(),
         }
     }
 

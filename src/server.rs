@@ -20,6 +20,9 @@ use crate::storage::{SledStorage, Storage, StorageError, Volatile};
 use crate::tls::{self, Certificates, TlsError};
 use tokio_rustls::server::TlsStream;
 
+/// How often the replay log's new events are written to storage.
+const FEED_PERSIST_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How long shutdown waits for connections to reach a safe state.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -94,6 +97,9 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut local_addrs = Vec::new();
         let mut background = vec![tokio::spawn(broker.keep_alives.clone().run())];
+        if config.storage.persistence {
+            background.push(tokio::spawn(persist_feed(broker.clone())));
+        }
         let mut certificates = Vec::new();
         for listener in &config.listeners {
             let addr = listener.bind;
@@ -199,10 +205,33 @@ impl Server {
         {
             warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
         }
+        let broker = self.broker.clone();
+        if tokio::task::spawn_blocking(move || broker.seal_feed())
+            .await
+            .is_err()
+        {
+            error!("the replay log was not written out at shutdown");
+        }
         if let Err(e) = self.broker.flush_storage().await {
             error!("storage not flushed at shutdown: {e}");
         }
         info!("broker stopped");
+    }
+}
+
+/// Writes the replay log's new events to storage every [`FEED_PERSIST_INTERVAL`], so
+/// that readers can resume across a restart.
+async fn persist_feed(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(FEED_PERSIST_INTERVAL);
+    loop {
+        tick.tick().await;
+        let broker = broker.clone();
+        if tokio::task::spawn_blocking(move || broker.persist_feed())
+            .await
+            .is_err()
+        {
+            error!("writing the replay log failed");
+        }
     }
 }
 

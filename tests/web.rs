@@ -15,6 +15,8 @@ mod events;
 mod polling;
 #[path = "web/publish.rs"]
 mod publish;
+#[path = "web/restart.rs"]
+mod restart;
 
 use std::net::SocketAddr;
 

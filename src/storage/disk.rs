@@ -267,6 +267,31 @@ fn write(db: &sled::Db, changes: &[Change]) -> sled::Result<()> {
                     below.to_be_bytes().to_vec(),
                 );
             }
+            Change::Logged { events } => {
+                for (id, message) in events {
+                    writes.put(records::logged_key(*id), records::encode_message(message));
+                }
+            }
+            Change::LogTrimmed { below } => {
+                let range = records::logged_key(0)..records::logged_key(*below);
+                for key in db.range(range.clone()).keys() {
+                    writes.delete(key?.to_vec());
+                }
+                let pending: Vec<Vec<u8>> = writes
+                    .ops
+                    .range(range)
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in pending {
+                    writes.delete(key);
+                }
+            }
+            Change::LogSealed { next } => {
+                writes.put(
+                    records::LOG_SEALED_KEY.to_vec(),
+                    next.to_be_bytes().to_vec(),
+                );
+            }
         }
     }
     apply(db, writes)
@@ -357,6 +382,12 @@ impl From<sled::Error> for Loading {
     }
 }
 
+fn u64_value(value: &[u8]) -> Result<u64, String> {
+    <[u8; 8]>::try_from(value)
+        .map(u64::from_be_bytes)
+        .map_err(|_| "not a u64".into())
+}
+
 fn load(db: &sled::Db) -> Result<Snapshot, Loading> {
     let mut snapshot = Snapshot::default();
     let mut in_flight = HashMap::new();
@@ -367,10 +398,11 @@ fn load(db: &sled::Db) -> Result<Snapshot, Loading> {
         let parsed = Key::parse(&key).ok_or_else(|| corrupt("unknown key".into()))?;
         match parsed {
             Key::Schema => {}
-            Key::EventIds => {
-                let below =
-                    <[u8; 8]>::try_from(&*value).map_err(|_| corrupt("not a u64".into()))?;
-                snapshot.event_ids_reserved = u64::from_be_bytes(below);
+            Key::EventIds => snapshot.event_ids_reserved = u64_value(&value).map_err(corrupt)?,
+            Key::LogSealed => snapshot.log_sealed = u64_value(&value).map_err(corrupt)?,
+            Key::Logged(id) => {
+                let message = records::decode_message(&value).map_err(corrupt)?;
+                snapshot.log.insert(id, message);
             }
             Key::Session(client_id) => {
                 let record: records::SessionRecord = records::decode(&value).map_err(corrupt)?;

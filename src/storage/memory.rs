@@ -103,5 +103,8 @@ fn apply(state: &mut Snapshot, change: Change) {
         Change::EventIdsReserved { below } => {
             state.event_ids_reserved = state.event_ids_reserved.max(below);
         }
+        Change::Logged { events } => state.log.extend(events),
+        Change::LogTrimmed { below } => state.log = state.log.split_off(&below),
+        Change::LogSealed { next } => state.log_sealed = next,
     }
 }

@@ -93,6 +93,19 @@ pub enum Change {
     EventIdsReserved {
         below: u64,
     },
+    /// Messages of the web readers' replay log, with their event ids.
+    Logged {
+        events: Vec<(u64, Message)>,
+    },
+    /// The replay log holds no ids below this any more.
+    LogTrimmed {
+        below: u64,
+    },
+    /// Every event id below `next` that was given out is in the log: the broker
+    /// stopped cleanly. 0 while it runs.
+    LogSealed {
+        next: u64,
+    },
 }
 
 /// A position in the order of recorded changes. Once a ticket is durable, so is every
@@ -134,6 +147,10 @@ pub struct Snapshot {
     pub retained: HashMap<TopicName, Message>,
     /// Event ids below this may have been given out before.
     pub event_ids_reserved: u64,
+    /// The replay log by event id.
+    pub log: BTreeMap<u64, Message>,
+    /// See [`Change::LogSealed`]; 0 if the broker did not stop cleanly.
+    pub log_sealed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -22,6 +22,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 pub const SCHEMA_KEY: &[u8] = b"Mschema";
 pub const EVENT_IDS_KEY: &[u8] = b"Mevent-ids";
+pub const LOG_SEALED_KEY: &[u8] = b"Mlog-sealed";
 
 const SESSION: u8 = b'S';
 const SUBSCRIPTION: u8 = b'U';
@@ -29,6 +30,7 @@ const QUEUED: u8 = b'Q';
 const IN_FLIGHT: u8 = b'F';
 const QOS2_RECEIVED: u8 = b'I';
 const RETAINED: u8 = b'R';
+const LOGGED: u8 = b'L';
 
 /// The tags of the records a session owns.
 pub const SESSION_TAGS: [u8; 5] = [SESSION, SUBSCRIPTION, QUEUED, IN_FLIGHT, QOS2_RECEIVED];
@@ -73,10 +75,21 @@ pub fn retained_key(topic: &str) -> Vec<u8> {
     key
 }
 
+/// A message of the replay log: the tag and the event id, big-endian, so that keys
+/// sort by id.
+pub fn logged_key(id: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(LOGGED);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
 /// A key read back.
 pub enum Key<'a> {
     Schema,
     EventIds,
+    LogSealed,
+    Logged(u64),
     Session(&'a str),
     Subscription(&'a str, &'a str),
     Queued(&'a str, u64),
@@ -90,11 +103,14 @@ impl<'a> Key<'a> {
         match key {
             SCHEMA_KEY => return Some(Key::Schema),
             EVENT_IDS_KEY => return Some(Key::EventIds),
+            LOG_SEALED_KEY => return Some(Key::LogSealed),
             _ => {}
         }
         let (&tag, rest) = key.split_first()?;
-        if tag == RETAINED {
-            return std::str::from_utf8(rest).ok().map(Key::Retained);
+        match tag {
+            RETAINED => return std::str::from_utf8(rest).ok().map(Key::Retained),
+            LOGGED => return Some(Key::Logged(u64::from_be_bytes(rest.try_into().ok()?))),
+            _ => {}
         }
         let (len, rest) = rest.split_first_chunk::<2>()?;
         let len = usize::from(u16::from_be_bytes(*len));
