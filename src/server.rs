@@ -110,7 +110,13 @@ impl Server {
                     return Err(StartError::NoTls { addr })
                 }
                 (protocol, Some(tls)) => {
-                    let loaded = Certificates::load(tls)
+                    // HTTP/2 first where the client speaks it: many SSE streams on one
+                    // connection.
+                    let alpn: &[&[u8]] = match protocol {
+                        ListenerProtocol::Https => &[b"h2", b"http/1.1"],
+                        _ => &[],
+                    };
+                    let loaded = Certificates::load(tls, alpn)
                         .map_err(|source| StartError::Tls { addr, source })?;
                     let loaded = Arc::new(loaded);
                     certificates.push((addr, loaded.clone()));

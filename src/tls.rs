@@ -17,14 +17,19 @@ use crate::locks::{read, write};
 /// already open keep theirs.
 pub struct Certificates {
     config: TlsConfig,
+    /// The application protocols offered by ALPN, most wanted first.
+    alpn: Vec<Vec<u8>>,
     acceptor: RwLock<TlsAcceptor>,
 }
 
 impl Certificates {
-    pub fn load(config: &TlsConfig) -> Result<Certificates, TlsError> {
+    /// The certificates of `config`, offering the protocols `alpn` (none for MQTT).
+    pub fn load(config: &TlsConfig, alpn: &[&[u8]]) -> Result<Certificates, TlsError> {
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|protocol| protocol.to_vec()).collect();
         Ok(Certificates {
-            acceptor: RwLock::new(acceptor(config)?),
+            acceptor: RwLock::new(acceptor(config, &alpn)?),
             config: config.clone(),
+            alpn,
         })
     }
 
@@ -35,7 +40,7 @@ impl Certificates {
 
     /// Reads the files again; on an error the certificates in use stay.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let fresh = acceptor(&self.config)?;
+        let fresh = acceptor(&self.config, &self.alpn)?;
         *write(&self.acceptor) = fresh;
         Ok(())
     }
@@ -68,7 +73,7 @@ pub enum TlsError {
 
 /// The TLS side of a listener, built from `tls`; every file problem is an error naming
 /// the file.
-fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+fn acceptor(tls: &TlsConfig, alpn: &[Vec<u8>]) -> Result<TlsAcceptor, TlsError> {
     if tls.use_identity_as_username && !tls.require_certificate {
         return Err(TlsError::IdentityWithoutCertificate);
     }
@@ -110,13 +115,14 @@ fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
             builder.with_client_cert_verifier(verifier.map_err(|e| ca_error(e.to_string()))?)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Mismatch {
             cert: tls.cert.clone(),
             key: tls.key.clone(),
             reason: e.to_string(),
         })?;
+    config.alpn_protocols = alpn.to_vec();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -11,6 +11,8 @@ mod v5;
 mod errors;
 #[path = "web/events.rs"]
 mod events;
+#[path = "web/http2.rs"]
+mod http2;
 #[path = "web/polling.rs"]
 mod polling;
 #[path = "web/publish.rs"]

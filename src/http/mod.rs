@@ -28,7 +28,8 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
@@ -39,6 +40,9 @@ use crate::proxy::TrustedProxies;
 
 /// Largest request head (request line and headers) read.
 const MAX_HEAD: usize = 16 * 1024;
+
+/// Most requests one HTTP/2 connection may have open at once (SSE streams, mostly).
+const MAX_H2_STREAMS: u32 = 100;
 
 /// What the requests of one HTTP connection share.
 struct Shared {
@@ -67,7 +71,7 @@ impl Refusal {
 
 type Outcome = Result<Reply, Refusal>;
 
-/// Serves HTTP/1.1 on `stream` (TCP or TLS) until the peer closes it, it stays silent
+/// Serves HTTP on `stream` (TCP or TLS) until the peer closes it, it stays silent
 /// for the connect timeout, or the server stops. Each request's client is `peer`, or
 /// whom `X-Forwarded-For` names when `peer` is a trusted proxy.
 pub async fn serve<S>(
@@ -94,12 +98,19 @@ pub async fn serve<S>(
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(route(request, client, &shared).await) }
     });
-    let connection = hyper::server::conn::http1::Builder::new()
+    // HTTP/1.1, or HTTP/2 (by ALPN over TLS, or with prior knowledge in the clear).
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limit)
-        .max_buf_size(MAX_HEAD)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
+        .max_buf_size(MAX_HEAD);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(MAX_HEAD as u32);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let served = tokio::select! {
         served = connection.as_mut() => served,

@@ -54,8 +54,9 @@ impl Pki {
         }
     }
 
-    /// A TLS client that trusts the test CA and connects to 127.0.0.1.
-    pub fn connector(&self) -> tokio_rustls::TlsConnector {
+    /// A TLS client that trusts the test CA, connects to 127.0.0.1 and offers the
+    /// application protocols `alpn`.
+    pub fn connector(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
         use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
         use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
@@ -64,11 +65,12 @@ impl Pki {
             roots.add(cert.unwrap()).unwrap();
         }
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let client = ClientConfig::builder_with_provider(provider)
+        let mut client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
+        client.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         tokio_rustls::TlsConnector::from(Arc::new(client))
     }
 
@@ -77,8 +79,21 @@ impl Pki {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
+        self.connect_offering(stream, &[]).await
+    }
+
+    /// The same, offering the application protocols `alpn`.
+    pub async fn connect_offering<S>(
+        &self,
+        stream: S,
+        alpn: &[&[u8]],
+    ) -> tokio_rustls::client::TlsStream<S>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        self.connector()
+        let connector = self.connector(alpn);
+        connector
             .connect(name, stream)
             .await
             .expect("TLS handshake")
