@@ -143,29 +143,11 @@ async fn mqtt_js_in_chromium_over_ws_and_wss() {
     let input = serde_json::json!({
         "server_cert": pki.path("server.pem"),
         "scenarios": scenarios.iter().map(|(url, version, tag)| serde_json::json!({
-            "url": url, "protocolVersion": version, "tag": tag,
+            "run": "runScenario",
+            "args": { "url": url, "protocolVersion": version, "tag": tag },
         })).collect::<Vec<_>>(),
     });
-    let run = tokio::process::Command::new(node)
-        .arg("run.mjs")
-        .arg(input.to_string())
-        .current_dir(DRIVER)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the browser run finishes in time")
-        .expect("node runs");
-    assert!(
-        output.status.success(),
-        "the browser run failed: {output:?}"
-    );
-    let results: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("one JSON result per line"))
-        .collect();
+    let results = run_in_browser(&node, &input).await;
     assert_eq!(results.len(), scenarios.len(), "{results:?}");
 
     for ((_, version, tag), result) in scenarios.iter().zip(&results) {
@@ -222,6 +204,37 @@ async fn mqtt_js_in_chromium_over_ws_and_wss() {
     server.shutdown().await;
 }
 
+/// Runs the driver with `input`; returns its results, one for each scenario.
+async fn run_in_browser(node: &Path, input: &Value) -> Vec<Value> {
+    // The driver's messages (and the page's console) go straight to the test's stderr.
+    let run = tokio::process::Command::new(node)
+        .arg("run.mjs")
+        .arg(input.to_string())
+        .current_dir(DRIVER)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts")
+        .wait_with_output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the browser run finishes in time")
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "the browser run failed: {output:?}"
+    );
+    let results: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON result per line"))
+        .collect();
+    let expected = input["scenarios"].as_array().map_or(0, Vec::len);
+    assert_eq!(results.len(), expected, "{results:?}");
+    results
+}
+
 fn seen(qos: u8, retain: bool, payload: &[u8]) -> Seen {
     Seen {
         qos,
@@ -254,4 +267,130 @@ fn seen_by_page(result: &Value) -> HashMap<String, Vec<Seen>> {
             });
     }
     by_topic
+}
+
+/// Web readers in a real browser, with no MQTT library: EventSource receives what an
+/// MQTT client publishes, is closed, and a stream resumed from its last id gets
+/// exactly the messages published meanwhile, then live ones; long polling with
+/// fetch() in a loop gets every message once; a page with the iframe stream gets its
+/// messages. The page is on another origin than the broker (CORS), but for the
+/// iframe, which reaches the broker through the page's own origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_readers_in_chromium() {
+    let Some(node) = browser_tools() else { return };
+    init_logging();
+    let mut config = Config::default();
+    config.storage.persistence = false;
+    config.http.cors_origins = vec!["*".into()];
+    config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
+    config.listeners.push(Listener::new(
+        ListenerProtocol::Http,
+        "127.0.0.1:0".parse().unwrap(),
+    ));
+    let server = Server::start(&config).await.unwrap();
+    let [tcp, http] = server.local_addrs()[..] else {
+        panic!("two listeners")
+    };
+
+    // The MQTT side publishes what each page asks for on web/<tag>/ready.
+    let options = MqttOptions::new("web-side", "127.0.0.1", tcp.port());
+    let (client, mut events) = AsyncClient::new(options, 64);
+    client
+        .subscribe("web/+/ready", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let event = events.poll().await.expect("MQTT client connected");
+            if let Event::Incoming(Packet::SubAck(_)) = event {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("subscribed");
+    client
+        .publish("web/frame/data", QoS::AtLeastOnce, true, "kept")
+        .await
+        .unwrap();
+    let publisher = client.clone();
+    let answering = tokio::spawn(async move {
+        loop {
+            let Ok(event) = events.poll().await else {
+                return;
+            };
+            let Event::Incoming(Packet::Publish(ask)) = event else {
+                continue;
+            };
+            let Some(tag) = ask.topic.strip_suffix("/ready") else {
+                continue;
+            };
+            let data = format!("{tag}/data");
+            let numbers = match &ask.payload[..] {
+                b"sse1" => 1..=3,
+                b"sse2" => 4..=6,
+                b"sse3" => 7..=7,
+                b"poll" => 1..=20,
+                _ => 0..=0,
+            };
+            let mut payloads: Vec<String> = numbers.map(|n| n.to_string()).collect();
+            if &ask.payload[..] == b"frame" {
+                payloads = vec!["live".into(), "</script><b>bold</b>".into()];
+            }
+            for payload in payloads {
+                let publish = publisher.publish(&data, QoS::AtLeastOnce, false, payload);
+                publish.await.unwrap();
+            }
+            if &ask.payload[..] == b"sse2" {
+                let marker = format!("{tag}/published");
+                publisher
+                    .publish(marker, QoS::AtLeastOnce, true, "4..6")
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+
+    let base = format!("http://{http}");
+    let input = serde_json::json!({
+        "broker": base,
+        "scenarios": [
+            { "run": "sseScenario", "args": { "base": base, "tag": "sse" } },
+            { "run": "pollScenario", "args": { "base": base, "tag": "poll" } },
+            { "run": "iframeScenario", "args": { "tag": "frame" } },
+        ],
+    });
+    let results = run_in_browser(&node, &input).await;
+    answering.abort();
+
+    let payloads = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .expect("a list")
+            .iter()
+            .map(|m| m["payload"].as_str().expect("a payload").to_string())
+            .collect()
+    };
+    let phases = &results[0]["phases"];
+    assert_eq!(payloads(&phases[0]), ["1", "2", "3"]);
+    assert_eq!(
+        payloads(&phases[1]),
+        ["4", "5", "6", "7"],
+        "exactly the missed ones, then live"
+    );
+    let ids: Vec<u64> = phases[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(phases[1].as_array().unwrap())
+        .map(|m| m["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    let expected: Vec<String> = (1..=20).map(|n| n.to_string()).collect();
+    assert_eq!(payloads(&results[1]["received"]), expected);
+
+    let frames = &results[2]["frames"];
+    assert_eq!(payloads(frames), ["kept", "live", "</script><b>bold</b>"]);
+    assert_eq!(frames[0]["retain"], true);
+    server.shutdown().await;
 }
