@@ -8,13 +8,15 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 usage: loadgen <scenario> [--option value]...
 scenarios: fan-in round-trip latency fan-out idle retained offline-queue relay
+           sse-idle sse-fan-out (Herald's SSE readers, on --http-port)
 options (default):
   --host 127.0.0.1   --port 1883       --pid PID (broker, to read its VmRSS/VmHWM)
   --qos 0|1|2        --payload 64      --window 16          --duration 5 (s)
   --publishers N     --subscribers N   --rate msg/s         --max N (messages per publisher)
   --connections 19000 --hold 5 (s)    --count 100000       --sessions 100  --messages 100
   --settle 0 (s: retained, memory again this long after clearing)
-  --persistent 0|1 (fan-in: the subscriber keeps its session, clean session 0)";
+  --persistent 0|1 (fan-in: the subscriber keeps its session, clean session 0)
+  --http-port 8080 (sse-*: the HTTP listener)";
 
 const KNOWN: &[&str] = &[
     "host",
@@ -35,6 +37,7 @@ const KNOWN: &[&str] = &[
     "messages",
     "settle",
     "persistent",
+    "http-port",
 ];
 
 pub struct Args {
@@ -103,8 +106,17 @@ impl Args {
     }
 
     pub fn addr(&self) -> Result<SocketAddr, String> {
+        self.addr_of("port", 1883)
+    }
+
+    /// The HTTP listener, for the SSE scenarios.
+    pub fn http_addr(&self) -> Result<SocketAddr, String> {
+        self.addr_of("http-port", 8080)
+    }
+
+    fn addr_of(&self, option: &str, default: u64) -> Result<SocketAddr, String> {
         let host = self.values.get("host").map_or("127.0.0.1", |h| h.as_str());
-        let port = self.num("port", 1883)?;
+        let port = self.num(option, default)?;
         (host, port as u16)
             .to_socket_addrs()
             .map_err(|e| format!("{host}:{port}: {e}"))?

@@ -15,6 +15,7 @@ mod mqtt;
 mod relay;
 mod report;
 mod scenarios;
+mod sse;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,8 @@ fn main() -> ExitCode {
             "idle" => scenarios::idle(&args).await,
             "retained" => scenarios::retained(&args).await,
             "offline-queue" => scenarios::offline_queue(&args).await,
+            "sse-idle" => sse::idle(&args).await,
+            "sse-fan-out" => sse::fan_out(&args).await,
             "relay" => {
                 relay::serve(args.addr()?).await?;
                 Err("relay stopped".into())

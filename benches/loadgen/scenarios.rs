@@ -16,15 +16,15 @@ pub type Fail = Box<dyn std::error::Error + Send + Sync>;
 pub type Outcome = Result<Report, Fail>;
 
 /// Connection attempts in flight at once (stays well under listen backlogs).
-const CONNECT_CONCURRENCY: usize = 200;
+pub const CONNECT_CONCURRENCY: usize = 200;
 /// Subscribers stop this long after the last delivery once the publishers are done.
-const QUIET: Duration = Duration::from_secs(1);
+pub const QUIET: Duration = Duration::from_secs(1);
 /// Extra time a run may take to deliver after the publishers stop.
 const DELIVERY_GRACE: Duration = Duration::from_secs(20);
 /// Pause before a memory reading that should see the broker at rest.
 const SETTLE: Duration = Duration::from_secs(1);
 
-fn tag() -> String {
+pub fn tag() -> String {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -65,7 +65,7 @@ async fn connect_many(
 
 /// Runs one publisher per connection, publisher i on `topic(i)` with stamp id i, and
 /// sends DISCONNECT when each is done.
-async fn run_publishers(
+pub async fn run_publishers(
     conns: Vec<Conn>,
     spec: &PubSpec,
     topic: impl Fn(u32) -> String,
@@ -90,7 +90,7 @@ async fn run_publishers(
     Ok(stats)
 }
 
-fn pub_spec(a: &Args, qos: u8, rate: Option<f64>) -> Result<PubSpec, Fail> {
+pub fn pub_spec(a: &Args, qos: u8, rate: Option<f64>) -> Result<PubSpec, Fail> {
     Ok(PubSpec {
         qos,
         retain: false,
