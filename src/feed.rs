@@ -307,6 +307,7 @@ impl Feed {
         state.next_reader += 1;
         state.reader_count += 1;
         self.readers.store(state.reader_count, Ordering::Relaxed);
+        metrics::gauge!(crate::telemetry::WEB_READERS).set(state.reader_count as f64);
         let reader = Arc::new(Reader {
             id: state.next_reader,
             filters,
@@ -337,6 +338,7 @@ impl Feed {
         let mut state = lock(&self.state);
         state.reader_count -= 1;
         self.readers.store(state.reader_count, Ordering::Relaxed);
+        metrics::gauge!(crate::telemetry::WEB_READERS).set(state.reader_count as f64);
         for filter in &reader.filters {
             let levels: Vec<&str> = filter.levels().collect();
             state.readers.update(
@@ -383,6 +385,7 @@ impl Reader {
         }
         if queue.bytes + size > limit && !queue.events.is_empty() {
             // Not read for too long: the memory goes now, the reader ends when it looks.
+            metrics::counter!(crate::telemetry::WEB_READERS_CUT_OFF).increment(1);
             queue.overrun = true;
             queue.events = VecDeque::new();
             queue.bytes = 0;

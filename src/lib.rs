@@ -22,6 +22,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod telemetry;
 pub mod tls;
 pub mod topic;
 mod websocket;

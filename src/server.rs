@@ -92,6 +92,7 @@ impl Server {
         let broker = Broker::new(config.mqtt.clone(), &config.http, storage)?;
         // Event ids reserved and sessions found expired are on disk before anyone is served.
         broker.flush_storage().await?;
+        crate::telemetry::install();
         let auth = Arc::new(Authenticator::new(&config.auth));
         let web = Arc::new(config.http.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);

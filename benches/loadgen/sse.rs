@@ -47,7 +47,9 @@ impl Stream {
             .await
             .map_err(|_| timeout_error("the stream's first event"))??;
         if !seen.starts_with(b"HTTP/1.1 200") {
-            return Err(std::io::Error::other(String::from_utf8_lossy(&seen).into_owned()));
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&seen).into_owned(),
+            ));
         }
         Ok(Stream { socket })
     }
@@ -85,7 +87,10 @@ pub async fn idle(a: &Args) -> Outcome {
     r.memory(pid, "before");
     let before = pid.and_then(crate::report::read_memory);
     let start = Instant::now();
-    let streams = open_many(a.http_addr()?, n, |i| format!("/events?topic=lg/{tag}/idle/{i}")).await?;
+    let streams = open_many(a.http_addr()?, n, |i| {
+        format!("/events?topic=lg/{tag}/idle/{i}")
+    })
+    .await?;
     let open_s = start.elapsed().as_secs_f64();
     r.add("streams", n as f64);
     r.add("streams_per_s", n as f64 / open_s.max(1e-6));
@@ -162,10 +167,16 @@ pub async fn fan_out(a: &Args) -> Outcome {
         .as_secs_f64();
     r.add("readers", readers as f64);
     r.add("published", sent as f64);
-    r.add("published_per_s", sent as f64 / a.secs("duration", 5.0)?.as_secs_f64());
+    r.add(
+        "published_per_s",
+        sent as f64 / a.secs("duration", 5.0)?.as_secs_f64(),
+    );
     r.add("delivered", delivered as f64);
     r.add("delivered_per_s", delivered as f64 / elapsed.max(1e-6));
-    r.add("delivered_share", delivered as f64 / (sent * readers).max(1) as f64);
+    r.add(
+        "delivered_share",
+        delivered as f64 / (sent * readers).max(1) as f64,
+    );
     r.add("readers_cut_off", cut_off as f64);
     r.memory(a.pid()?, "end");
     Ok(r)

@@ -4,6 +4,7 @@
 //! - `GET /events` (SSE) and `GET /iframe` stream messages ([`stream`]);
 //! - `GET /poll` and `GET /retained` answer with messages ([`read`]);
 //! - `POST /publish` publishes ([`publish`]);
+//! - `GET /metrics` answers in Prometheus's text format;
 //! - `GET /healthz` answers `ok`.
 //!
 //! Errors are JSON `{"error": …}`. Pages of the origins in `http.cors_origins` (and of
@@ -140,6 +141,7 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
     };
     let outcome = match (request.method(), path) {
         (&Method::GET, "/healthz") => Ok(plain(StatusCode::OK, "ok")),
+        (&Method::GET, "/metrics") => Ok(exposition()),
         (&Method::GET, "/mqtt") => upgrade::upgrade(request, client, shared),
         (&Method::GET, "/events") => stream::events(&request, shared),
         (&Method::GET, "/iframe") => stream::iframe(&request, shared),
@@ -147,7 +149,7 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
         (&Method::GET, "/retained") => read::retained(&request, shared),
         (&Method::POST, "/publish") => publish::publish(request, shared).await,
         (&Method::OPTIONS, _) if api => Ok(preflight()),
-        _ if api || matches!(path, "/healthz" | "/mqtt") => Err(Refusal::new(
+        _ if api || matches!(path, "/healthz" | "/mqtt" | "/metrics") => Err(Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed".into(),
         )),
@@ -237,6 +239,16 @@ fn plain(status: StatusCode, text: &'static str) -> Reply {
     reply
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    reply
+}
+
+/// `GET /metrics`: Prometheus's text format.
+fn exposition() -> Reply {
+    let mut reply = Response::new(full(crate::telemetry::render()));
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     reply
 }
 
