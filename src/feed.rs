@@ -52,8 +52,20 @@ impl Event {
         self.rendered.get_or_init(|| render(&self.message)).clone()
     }
 
+    /// What the event holds, as the log's and the readers' limits count it.
     fn size(&self) -> usize {
-        self.message.topic.as_str().len() + self.message.payload.len() + EVENT_OVERHEAD
+        let message = &self.message;
+        let properties = message.properties.as_deref().map_or(0, |p| {
+            let text = |s: &Option<bytestring::ByteString>| s.as_ref().map_or(0, |s| s.len());
+            text(&p.content_type)
+                + text(&p.response_topic)
+                + p.correlation_data.as_ref().map_or(0, |d| d.len())
+                + p.user_properties
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        });
+        message.topic.as_str().len() + message.payload.len() + properties + EVENT_OVERHEAD
     }
 }
 
@@ -90,6 +102,8 @@ pub struct Subscribed {
 
 pub struct Feed {
     state: Mutex<FeedState>,
+    /// Held while the log is written to storage.
+    persisting: Mutex<()>,
     /// `reader_count`, readable without the lock.
     readers: AtomicUsize,
     ids: EventIds,
@@ -172,6 +186,7 @@ impl Feed {
         }
         Feed {
             state: Mutex::new(state),
+            persisting: Mutex::new(()),
             readers: AtomicUsize::new(0),
             ids,
             max_messages: config.replay_max_messages,
@@ -183,10 +198,15 @@ impl Feed {
     /// Hands the log's events not yet written to `storage`, and what it no longer
     /// holds, as changes of at most [`PERSIST_BATCH`] events.
     pub fn persist(&self, storage: &dyn Storage) {
+        // One writer at a time: the periodic one and the one of a clean stop.
+        let _writing = lock(&self.persisting);
         loop {
             let (events, trim) = {
                 let mut state = lock(&self.state);
-                let oldest = state.log.front().map_or(0, |event| event.id);
+                let oldest = state
+                    .log
+                    .front()
+                    .map_or_else(|| self.ids.upcoming(), |event| event.id);
                 let trim = (oldest > state.trimmed).then_some(oldest);
                 if let Some(below) = trim {
                     state.trimmed = below;
@@ -237,6 +257,8 @@ impl Feed {
             detached = Some(message.detached());
         }
         let Some(detached) = detached else {
+            // Nothing kept and nobody reading: a later resume is told of a gap.
+            state.complete_from = id + 1;
             return (id, reservation);
         };
         let event = Arc::new(Event::new(id, detached));
@@ -289,15 +311,16 @@ impl Feed {
         snapshot: impl FnOnce() -> Vec<Message>,
     ) -> Subscribed {
         let mut state = lock(&self.state);
-        let head = self.ids.upcoming() - 1;
+        let head = self.ids.upcoming().saturating_sub(1);
         let oldest = state.log.front().map_or(head + 1, |event| event.id);
         let (gap, tail) = match since {
             Since::Now => (None, Vec::new()),
             Since::After(after) => {
-                let gap = (after + 1 < state.complete_from && after < head).then_some(Gap {
-                    from: after,
-                    to: oldest,
-                });
+                let gap = (after.saturating_add(1) < state.complete_from && after < head)
+                    .then_some(Gap {
+                        from: after,
+                        to: state.complete_from.max(oldest),
+                    });
                 let start = state.log.partition_point(|event| event.id <= after);
                 let tail = state.log.range(start..).map(|l| l.event.clone()).collect();
                 (gap, tail)

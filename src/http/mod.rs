@@ -132,7 +132,9 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
         "/events" | "/iframe" | "/poll" | "/retained" | "/publish"
     );
     let origin = if api {
-        match allowed_origin(&request, &shared.web) {
+        let admitted = allowed_origin(&request, &shared.web)
+            .and_then(|origin| authenticate(&request, shared).map(|()| origin));
+        match admitted {
             Ok(origin) => origin,
             Err(refusal) => return error(refusal),
         }
@@ -161,42 +163,100 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
     let mut reply = outcome.unwrap_or_else(error);
     if let Some(origin) = origin {
         let headers = reply.headers_mut();
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
+        match origin {
+            // Any site may read, without its visitors' credentials.
+            Origin::Any => {
+                headers.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+            }
+            Origin::Trusted(origin) => {
+                headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                headers.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
+        }
         headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     reply
 }
 
-/// The request's `Origin` when it is allowed to use the API: one of `cors_origins`
-/// (`"*"` allowing any), or the listener's own. `None` without an `Origin` (not a
-/// cross-origin browser request); a refusal for any other origin.
+/// Checks the request's credentials (`Authorization: Basic`, or the `access_token`
+/// parameter holding the same base64 `user:password`, for EventSource) as a CONNECT's.
+fn authenticate(request: &Request<Incoming>, shared: &Shared) -> Result<(), Refusal> {
+    let basic = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Basic "))
+        .map(str::to_owned);
+    let token = || {
+        let query = request.uri().query().unwrap_or_default();
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "access_token")
+            .map(|(_, value)| value.into_owned())
+    };
+    let username = match basic.or_else(token) {
+        None => None,
+        Some(encoded) => {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| unauthorized("credentials must be base64 of user:password"))?;
+            let (user, _password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+            Some(user.to_string())
+        }
+    };
+    shared
+        .cx
+        .auth
+        .check(username.as_deref())
+        .map_err(|_| unauthorized("no or wrong credentials"))
+}
+
+fn unauthorized(what: &str) -> Refusal {
+    Refusal::new(StatusCode::UNAUTHORIZED, what.into())
+}
+
+/// An origin allowed to use the API.
+enum Origin {
+    /// By `"*"`.
+    Any,
+    /// Listed by name, or the listener's own.
+    Trusted(HeaderValue),
+}
+
+/// The request's `Origin` when it is allowed to use the API: the listener's own, one
+/// of `cors_origins`, or any with `"*"` (but without credentials). `None` without an
+/// `Origin` (not a browser's cross-origin request); a refusal for any other origin.
 fn allowed_origin(
     request: &Request<Incoming>,
     web: &HttpConfig,
-) -> Result<Option<HeaderValue>, Refusal> {
+) -> Result<Option<Origin>, Refusal> {
     let Some(origin) = request.headers().get(header::ORIGIN) else {
         return Ok(None);
     };
     let text = origin.to_str().unwrap_or_default();
+    // HTTP/2 names the host in the request's authority rather than a Host header.
     let host = request
         .headers()
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
     let own = host.is_some_and(|host| {
         text.strip_prefix("http://")
             .or_else(|| text.strip_prefix("https://"))
             == Some(host)
     });
-    let listed = web
-        .cors_origins
-        .iter()
-        .any(|allowed| allowed == "*" || allowed == text);
-    if own || listed {
-        Ok(Some(origin.clone()))
+    if own || web.cors_origins.iter().any(|allowed| allowed == text) {
+        Ok(Some(Origin::Trusted(origin.clone())))
+    } else if web.cors_origins.iter().any(|allowed| allowed == "*") {
+        Ok(Some(Origin::Any))
     } else {
         Err(Refusal::new(
             StatusCode::FORBIDDEN,

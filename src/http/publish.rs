@@ -13,6 +13,9 @@ use crate::message::Message;
 use crate::protocol::QoS;
 use crate::topic::TopicName;
 
+/// How long a publish waits for a full subscriber queue to make room.
+const CONGESTION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Publishes the body once it is whole and within the size limit; answers with the
 /// event id once the broker has accepted the message at the QoS asked (for QoS 1 and
 /// 2: stored, where persistence is on).
@@ -66,6 +69,13 @@ pub async fn publish(request: Request<Incoming>, shared: &Shared) -> Outcome {
         properties: None,
     };
     let published = shared.broker.publish(message, None);
+    if let (Some(session), true) = (&published.congested, qos != QoS::AtMostOnce) {
+        // As an MQTT publisher pauses, the answer waits (for a while) until the queue
+        // this message filled has room: the message itself is queued either way.
+        let limits = shared.broker.queue_limits();
+        let room = shared.broker.room(session, limits);
+        let _ = tokio::time::timeout(CONGESTION_WAIT, room).await;
+    }
     if qos != QoS::AtMostOnce {
         shared.broker.durable(published.ticket).await.map_err(|e| {
             Refusal::new(

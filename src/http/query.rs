@@ -79,6 +79,10 @@ impl Query {
         if raw.len() > MAX_FILTERS {
             return Err(bad(format!("at most {MAX_FILTERS} topic filters")));
         }
+        let mut raw = raw;
+        // A filter given twice is one filter.
+        raw.sort_unstable();
+        raw.dedup();
         raw.into_iter()
             .map(|raw| {
                 let filter = TopicFilter::new(ByteString::from(raw))

@@ -105,8 +105,10 @@ pub fn sse_raw(id: u64, message: &Message) -> Bytes {
     let mut event = format!("id: {id}\nevent: {}\n", single_line(message.topic.as_str()));
     match std::str::from_utf8(&message.payload) {
         Ok(text) => {
-            for line in text.split('\n') {
-                let _ = writeln!(event, "data: {}", line.trim_end_matches('\r'));
+            // SSE ends a line at CR, LF or CRLF: each makes a data line of its own, so
+            // no payload can start a field of its own.
+            for line in text.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
+                let _ = writeln!(event, "data: {line}");
             }
         }
         Err(_) => {
@@ -190,6 +192,11 @@ mod tests {
     fn raw_events_keep_lines_and_topics_on_their_lines() {
         let event = sse_raw(7, &message("a\nb", b"one\r\ntwo"));
         assert_eq!(&event[..], b"id: 7\nevent: a%0Ab\ndata: one\ndata: two\n\n");
+        let forged = sse_raw(9, &message("t", b"x\r\rid: 99\revent: message\rdata: fake"));
+        assert_eq!(
+            &forged[..],
+            b"id: 9\nevent: t\ndata: x\ndata: \ndata: id: 99\ndata: event: message\ndata: data: fake\n\n"
+        );
         let binary = sse_raw(8, &message("t", b"\xff\x00"));
         assert_eq!(&binary[..], b"id: 8\nevent: t\n: base64\ndata: /wA=\n\n");
     }

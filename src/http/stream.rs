@@ -91,7 +91,11 @@ pub fn events(request: &Request<Incoming>, shared: &Shared) -> Outcome {
     };
     let retained = query.flag("retained", true)?;
     let retry = shared.web.retry_ms;
-    let preamble = Bytes::from(format!("retry: {retry}\n\n"));
+    let preamble = move |head: u64| match since {
+        // The place to resume from, should the stream drop before its first event.
+        Since::Now => Bytes::from(format!("retry: {retry}\nid: {head}\n\n")),
+        Since::After(_) => Bytes::from(format!("retry: {retry}\n\n")),
+    };
     open(
         &query,
         format,
@@ -116,10 +120,12 @@ pub fn iframe(request: &Request<Incoming>, shared: &Shared) -> Outcome {
         callback: callback.to_string(),
     };
     let retained = query.flag("retained", true)?;
-    let preamble = Bytes::from(format!(
-        "<!doctype html>\n<html><body>\n<!--{}-->\n",
-        " ".repeat(IFRAME_PADDING)
-    ));
+    let preamble = |_| {
+        Bytes::from(format!(
+            "<!doctype html>\n<html><body>\n<!--{}-->\n",
+            " ".repeat(IFRAME_PADDING)
+        ))
+    };
     let content_type = "text/html; charset=utf-8";
     open(
         &query,
@@ -132,12 +138,14 @@ pub fn iframe(request: &Request<Incoming>, shared: &Shared) -> Outcome {
     )
 }
 
+/// Registers the reader and answers with its stream; `preamble` is the stream's first
+/// chunk, given the feed's head.
 fn open(
     query: &Query,
     format: Format,
     since: Since,
     retained: bool,
-    preamble: Bytes,
+    preamble: impl FnOnce(u64) -> Bytes,
     shared: &Shared,
     content_type: &'static str,
 ) -> Outcome {
@@ -154,18 +162,17 @@ fn open(
             Vec::new()
         }
     });
-    let mut backlog = VecDeque::from([preamble]);
+    let mut backlog = VecDeque::from([preamble(subscribed.head)]);
     if let Some(gap) = subscribed.gap {
         backlog.push_back(sse_gap(gap.from, gap.to));
-    }
-    for message in &subscribed.snapshot {
-        backlog.push_back(format.retained(subscribed.head, message));
     }
     let keepalive = Duration::from_secs(shared.web.keepalive_secs.0 as u64);
     let mut shutdown = shared.cx.shutdown.clone();
     let stream = EventStream {
         format,
         backlog,
+        retained: subscribed.snapshot.into(),
+        head: subscribed.head,
         replay: subscribed.replay.into(),
         reader: subscribed.reader,
         keepalive,
@@ -185,8 +192,11 @@ fn open(
 
 struct EventStream {
     format: Format,
-    /// Chunks due before any event: the preamble, a gap, the retained messages.
+    /// Chunks due before any event: the preamble, a gap.
     backlog: VecDeque<Bytes>,
+    /// The retained messages the reader starts from, sent with the id `head`.
+    retained: VecDeque<Message>,
+    head: u64,
     /// Events from the log the reader missed, oldest first.
     replay: VecDeque<Arc<Event>>,
     reader: ReaderHandle,
@@ -227,6 +237,15 @@ impl Body for EventStream {
         if let Some(chunk) = this.backlog.pop_front() {
             this.sent();
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if !this.retained.is_empty() {
+            let n = this.retained.len().min(BATCH);
+            let mut chunk = BytesMut::new();
+            for message in this.retained.drain(..n) {
+                chunk.extend_from_slice(&this.format.retained(this.head, &message));
+            }
+            this.sent();
+            return Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))));
         }
         if !this.replay.is_empty() {
             let n = this.replay.len().min(BATCH);
