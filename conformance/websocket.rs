@@ -9,21 +9,12 @@ use std::net::SocketAddr;
 
 use common::ws::WsClient;
 use common::{connect_packet, Encode, TestBroker};
-use herald::config::{Listener, ListenerProtocol};
 use mqttbytes::{v4, QoS};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A broker with its TCP listener and an HTTP one, whose address is returned.
 async fn broker() -> (TestBroker, SocketAddr) {
-    let broker = TestBroker::start_with(|config| {
-        let bind = "127.0.0.1:0".parse().unwrap();
-        config
-            .listeners
-            .push(Listener::new(ListenerProtocol::Http, bind));
-    })
-    .await;
-    let http = broker.listener(1);
-    (broker, http)
+    TestBroker::start_with_http(|_| {}).await
 }
 
 /// MQTT-6.0.0-1: everything the server sends is in binary frames (`packet` fails on any

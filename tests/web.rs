@@ -23,21 +23,12 @@ mod restart;
 use std::net::SocketAddr;
 
 use common::TestBroker;
-use herald::config::{Config, Listener, ListenerProtocol};
+use herald::config::Config;
 
 /// A broker with its TCP listener and an HTTP one (whose address is returned), with the
 /// test defaults changed by `tweak`.
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> (TestBroker, SocketAddr) {
-    let broker = TestBroker::start_with(|config| {
-        let bind = "127.0.0.1:0".parse().unwrap();
-        config
-            .listeners
-            .push(Listener::new(ListenerProtocol::Http, bind));
-        tweak(config);
-    })
-    .await;
-    let http = broker.listener(1);
-    (broker, http)
+    TestBroker::start_with_http(tweak).await
 }
 
 /// `s` percent-encoded for a query string (`#` and `+` in topic filters, mostly).

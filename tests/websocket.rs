@@ -227,15 +227,11 @@ async fn websocket_over_tls_exchanges_messages() {
 /// connection unread; frames up to it are fine.
 #[tokio::test]
 async fn a_frame_over_the_packet_size_limit_ends_the_connection() {
-    let broker = common::TestBroker::start_with(|config| {
+    let (broker, http) = common::TestBroker::start_with_http(|config| {
         config.mqtt.max_packet_size = herald::config::PacketSize(1024);
-        let bind = "127.0.0.1:0".parse().unwrap();
-        config
-            .listeners
-            .push(Listener::new(ListenerProtocol::Http, bind));
     })
     .await;
-    let mut ws = WsClient::open(broker.listener(1), "mqtt").await;
+    let mut ws = WsClient::open(http, "mqtt").await;
     ws.send_frame(connect_packet("ws-big", true, 30).to_bytes())
         .await;
     assert!(matches!(ws.packet().await, v4::Packet::ConnAck(_)));
@@ -259,16 +255,11 @@ async fn a_frame_over_the_packet_size_limit_ends_the_connection() {
 /// within the connect timeout is closed.
 #[tokio::test]
 async fn http_connections_are_bounded_in_number_and_time() {
-    let broker = common::TestBroker::start_with(|config| {
+    let (broker, http) = common::TestBroker::start_with_http(|config| {
         config.mqtt.max_connections = herald::config::Connections(2);
         config.mqtt.connect_timeout_secs = herald::config::ConnectTimeout(1);
-        let bind = "127.0.0.1:0".parse().unwrap();
-        config
-            .listeners
-            .push(Listener::new(ListenerProtocol::Http, bind));
     })
     .await;
-    let http = broker.listener(1);
     let mut ws = WsClient::open(http, "mqtt").await;
     ws.send_frame(connect_packet("ws-counted", true, 30).to_bytes())
         .await;

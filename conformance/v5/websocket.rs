@@ -14,21 +14,12 @@ use std::net::SocketAddr;
 
 use common::ws::WsClient;
 use common::TestBroker;
-use herald::config::{Listener, ListenerProtocol};
 use tokio_tungstenite::tungstenite::Message;
 use v5::*;
 
 /// A broker with its TCP listener and an HTTP one, whose address is returned.
 async fn broker() -> (TestBroker, SocketAddr) {
-    let broker = TestBroker::start_with(|config| {
-        let bind = "127.0.0.1:0".parse().unwrap();
-        config
-            .listeners
-            .push(Listener::new(ListenerProtocol::Http, bind));
-    })
-    .await;
-    let http = broker.listener(1);
-    (broker, http)
+    TestBroker::start_with_http(|_| {}).await
 }
 
 /// The next packet on `ws`, checked by the MQTT 5.0 decoder.

@@ -53,6 +53,22 @@ impl TestBroker {
         TestBroker::launch(config, Arc::new(MemoryStorage::default())).await
     }
 
+    /// Starts with an HTTP listener besides the TCP one, and the test defaults changed
+    /// by `tweak`; returns the HTTP listener's address too.
+    pub async fn start_with_http(tweak: impl FnOnce(&mut Config)) -> (TestBroker, SocketAddr) {
+        let broker = TestBroker::start_with(|config| {
+            let bind = "127.0.0.1:0".parse().expect("an address");
+            config.listeners.push(herald::config::Listener::new(
+                herald::config::ListenerProtocol::Http,
+                bind,
+            ));
+            tweak(config);
+        })
+        .await;
+        let http = broker.listener(1);
+        (broker, http)
+    }
+
     async fn launch(config: Config, storage: Arc<MemoryStorage>) -> TestBroker {
         let server = Server::start_with_storage(&config, storage.clone())
             .await

@@ -171,11 +171,12 @@ impl Sse {
         }
     }
 
-    /// The next event, skipping keepalive comments; panics if the stream ends.
+    /// The next event (a block with data: as for EventSource, others only set fields),
+    /// skipping comments; panics if the stream ends.
     pub async fn next_event(&mut self) -> SseEvent {
         loop {
             let block = self.next_block().await.expect("the stream goes on");
-            if block.id.is_some() || !block.data.is_empty() {
+            if !block.data.is_empty() {
                 return block;
             }
         }

@@ -147,3 +147,30 @@ async fn pages_of_listed_origins_may_use_the_api_and_others_are_refused() {
     assert_eq!(subscriber.expect_publish().await.topic, "marker");
     broker.stop().await;
 }
+
+/// Without anonymous access, every endpoint of the API wants credentials that check out
+/// as a CONNECT's would (none can, without a password file); /healthz stays open.
+#[tokio::test]
+async fn the_api_wants_credentials_where_anonymous_clients_are_refused() {
+    let (broker, http) = start(|config| config.auth.allow_anonymous = false).await;
+    for target in [
+        "/events?topic=a",
+        "/poll?topic=a&timeout=0",
+        "/retained?topic=a",
+        "/iframe?topic=a&callback=cb",
+    ] {
+        get(http, target).await.error(StatusCode::UNAUTHORIZED);
+    }
+    post(http, "/publish?topic=a", "x")
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    let basic = [("authorization", "Basic dXNlcjpwYXNz")];
+    let answer = call(http, Method::GET, "/retained?topic=a", &basic, "").await;
+    answer.error(StatusCode::UNAUTHORIZED);
+    let token = get(http, "/retained?topic=a&access_token=dXNlcjpwYXNz").await;
+    token.error(StatusCode::UNAUTHORIZED);
+    let garbled = get(http, "/retained?topic=a&access_token=%25%25").await;
+    assert!(garbled.error(StatusCode::UNAUTHORIZED).contains("base64"));
+    assert_eq!(get(http, "/healthz").await.status, 200);
+    broker.stop().await;
+}

@@ -51,6 +51,8 @@ async fn retained_messages_come_first_then_live_ones_with_rising_ids() {
         first.retry.is_some(),
         "the stream starts with retry: {first:?}"
     );
+    // And with the place to resume from, should it drop before its first event.
+    let start_id = first.id.clone().expect("an id in the first block");
 
     // Each retained message once, though both filters match it; the garden's not at all.
     let retained = [sse.next_event().await, sse.next_event().await];
@@ -65,6 +67,7 @@ async fn retained_messages_come_first_then_live_ones_with_rising_ids() {
         assert_eq!(event.json()["retain"], true);
     }
     let head = retained[0].id();
+    assert_eq!(start_id, head.to_string());
 
     publisher
         .publish("garden/temp", QoS::AtMostOnce, b"10", false, 0)

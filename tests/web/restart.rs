@@ -22,6 +22,12 @@ async fn publish(addr: std::net::SocketAddr, client_id: &str, topic: &str, paylo
     client.disconnect().await;
 }
 
+/// The id of the event carrying `payload`, reading up to it.
+async fn last_id_until(sse: &mut Sse, payload: &str) -> String {
+    let seen = sse.until_payload(payload).await;
+    seen.last().and_then(|e| e.id.clone()).expect("an id")
+}
+
 /// In process, with the test storage: stop, start again, resume.
 #[tokio::test]
 async fn a_reader_resumes_across_a_clean_restart_in_process() {
@@ -29,14 +35,7 @@ async fn a_reader_resumes_across_a_clean_restart_in_process() {
     let mut sse = Sse::open(http, "/events?topic=restart/%23", &[]).await;
     sse.next_block().await;
     publish(broker.addr, "before", "restart/a", &["1", "2"]).await;
-    let last = sse
-        .until_payload("2")
-        .await
-        .last()
-        .unwrap()
-        .id
-        .clone()
-        .unwrap();
+    let last = last_id_until(&mut sse, "2").await;
     drop(sse);
     publish(broker.addr, "missed", "restart/a", &["3", "4"]).await;
 
@@ -74,14 +73,7 @@ async fn a_reader_resumes_across_restarts_of_the_process() {
     let mut sse = Sse::open(http, "/events?topic=proc/%23", &[]).await;
     sse.next_block().await;
     publish(herald.addr, "p1", "proc/a", &["1"]).await;
-    let last = sse
-        .until_payload("1")
-        .await
-        .last()
-        .unwrap()
-        .id
-        .clone()
-        .unwrap();
+    let last = last_id_until(&mut sse, "1").await;
     drop(sse);
     publish(herald.addr, "p2", "proc/a", &["2", "3"]).await;
 
