@@ -207,13 +207,19 @@ struct EventStream {
 }
 
 impl EventStream {
-    fn chunk(&mut self, events: impl IntoIterator<Item = Arc<Event>>) -> Frame<Bytes> {
+    /// `pieces` as one chunk, and the keepalive timer restarted.
+    fn chunk(&mut self, pieces: impl IntoIterator<Item = Bytes>) -> Frame<Bytes> {
         let mut chunk = BytesMut::new();
-        for event in events {
-            chunk.extend_from_slice(&self.format.event(&event));
+        for piece in pieces {
+            chunk.extend_from_slice(&piece);
         }
         self.sent();
         Frame::data(chunk.freeze())
+    }
+
+    fn events(&mut self, events: Vec<Arc<Event>>) -> Frame<Bytes> {
+        let pieces: Vec<Bytes> = events.iter().map(|e| self.format.event(e)).collect();
+        self.chunk(pieces)
     }
 
     fn sent(&mut self) {
@@ -235,25 +241,25 @@ impl Body for EventStream {
             return Poll::Ready(None);
         }
         if let Some(chunk) = this.backlog.pop_front() {
-            this.sent();
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            return Poll::Ready(Some(Ok(this.chunk([chunk]))));
         }
         if !this.retained.is_empty() {
             let n = this.retained.len().min(BATCH);
-            let mut chunk = BytesMut::new();
-            for message in this.retained.drain(..n) {
-                chunk.extend_from_slice(&this.format.retained(this.head, &message));
-            }
-            this.sent();
-            return Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))));
+            let (format, head) = (&this.format, this.head);
+            let pieces: Vec<Bytes> = this
+                .retained
+                .drain(..n)
+                .map(|message| format.retained(head, &message))
+                .collect();
+            return Poll::Ready(Some(Ok(this.chunk(pieces))));
         }
         if !this.replay.is_empty() {
             let n = this.replay.len().min(BATCH);
             let events: Vec<Arc<Event>> = this.replay.drain(..n).collect();
-            return Poll::Ready(Some(Ok(this.chunk(events))));
+            return Poll::Ready(Some(Ok(this.events(events))));
         }
         match this.reader.poll_events(cx, BATCH) {
-            Poll::Ready(Live::Events(events)) => return Poll::Ready(Some(Ok(this.chunk(events)))),
+            Poll::Ready(Live::Events(events)) => return Poll::Ready(Some(Ok(this.events(events)))),
             Poll::Ready(Live::Overrun) => {
                 info!(
                     "web reader fell too far behind; its stream ends, to resume from its last id"
@@ -264,8 +270,7 @@ impl Body for EventStream {
         }
         if this.idle.as_mut().poll(cx).is_ready() {
             let keepalive = this.format.keepalive();
-            this.sent();
-            return Poll::Ready(Some(Ok(Frame::data(keepalive))));
+            return Poll::Ready(Some(Ok(this.chunk([keepalive]))));
         }
         Poll::Pending
     }
