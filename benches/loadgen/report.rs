@@ -54,6 +54,20 @@ impl Report {
         }
     }
 
+    /// Adds `name`: the broker's RSS growth since `before` (a `read_memory` reading), in
+    /// KiB, divided by `count`.
+    pub fn growth_per(
+        &mut self,
+        pid: Option<u32>,
+        before: Option<(u64, u64)>,
+        count: u64,
+        name: &str,
+    ) {
+        if let (Some((rss0, _)), Some((rss1, _))) = (before, pid.and_then(read_memory)) {
+            self.add(name, rss1.saturating_sub(rss0) as f64 / count.max(1) as f64);
+        }
+    }
+
     pub fn json(&self) -> String {
         let mut s = format!("{{\"scenario\":\"{}\",\"ok\":{}", self.scenario, self.ok);
         for (name, value) in &self.figures {

@@ -96,12 +96,7 @@ pub async fn idle(a: &Args) -> Outcome {
     r.add("streams_per_s", n as f64 / open_s.max(1e-6));
     tokio::time::sleep(a.secs("hold", 5.0)?).await;
     r.memory(pid, "hold");
-    if let (Some((rss0, _)), Some((rss1, _))) = (before, pid.and_then(crate::report::read_memory)) {
-        r.add(
-            "kb_per_stream",
-            rss1.saturating_sub(rss0) as f64 / n.max(1) as f64,
-        );
-    }
+    r.growth_per(pid, before, n, "kb_per_stream");
     drop(streams);
     tokio::time::sleep(Duration::from_secs(1)).await;
     r.memory(pid, "after");
