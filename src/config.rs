@@ -196,6 +196,8 @@ pub struct HttpConfig {
     pub retry_ms: u32,
     /// Largest `POST /publish` body.
     pub max_body_bytes: usize,
+    /// Web readers (SSE and iframe streams, long polls) at once; more are refused (503).
+    pub max_readers: usize,
 }
 
 impl Default for HttpConfig {
@@ -208,6 +210,7 @@ impl Default for HttpConfig {
             keepalive_secs: KeepaliveInterval(15),
             retry_ms: 2000,
             max_body_bytes: 1 << 20,
+            max_readers: 100_000,
         }
     }
 }

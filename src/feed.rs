@@ -87,6 +87,11 @@ pub struct Gap {
     pub to: u64,
 }
 
+/// The feed has as many readers as `http.max_readers` allows.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("{0} web readers already, the most http.max_readers allows")]
+pub struct Full(pub usize);
+
 /// A reader as registered: its replay and its live feed.
 pub struct Subscribed {
     pub reader: ReaderHandle,
@@ -110,6 +115,7 @@ pub struct Feed {
     max_messages: usize,
     max_bytes: usize,
     reader_bytes: usize,
+    max_readers: usize,
 }
 
 /// An event in the log, with what the log's upkeep reads of it kept inline: the oldest
@@ -192,6 +198,7 @@ impl Feed {
             max_messages: config.replay_max_messages,
             max_bytes: config.replay_max_bytes,
             reader_bytes: config.stream_buffer_bytes.0,
+            max_readers: config.max_readers,
         }
     }
 
@@ -309,8 +316,11 @@ impl Feed {
         filters: Vec<TopicFilter>,
         since: Since,
         snapshot: impl FnOnce() -> Vec<Message>,
-    ) -> Subscribed {
+    ) -> Result<Subscribed, Full> {
         let mut state = lock(&self.state);
+        if state.reader_count >= self.max_readers {
+            return Err(Full(self.max_readers));
+        }
         let head = self.ids.upcoming().saturating_sub(1);
         let oldest = state.log.front().map_or(head + 1, |event| event.id);
         let (gap, tail) = match since {
@@ -345,7 +355,7 @@ impl Feed {
             .into_iter()
             .filter(|event| reader.wants(&event.message))
             .collect();
-        Subscribed {
+        Ok(Subscribed {
             reader: ReaderHandle {
                 feed: self.clone(),
                 reader,
@@ -354,7 +364,7 @@ impl Feed {
             gap,
             replay,
             snapshot,
-        }
+        })
     }
 
     fn unsubscribe(&self, reader: &Reader) {

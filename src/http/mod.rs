@@ -219,6 +219,11 @@ fn authenticate(request: &Request<Incoming>, shared: &Shared) -> Result<(), Refu
         .map_err(|_| unauthorized("no or wrong credentials"))
 }
 
+/// A reader refused because the feed has as many as it may.
+fn too_many(full: crate::feed::Full) -> Refusal {
+    Refusal::new(StatusCode::SERVICE_UNAVAILABLE, full.to_string())
+}
+
 fn unauthorized(what: &str) -> Refusal {
     Refusal::new(StatusCode::UNAUTHORIZED, what.into())
 }

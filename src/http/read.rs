@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::query::{bad, Query};
 use super::render::{message_json, to_json, WebMessage};
-use super::{json_reply, Outcome, Shared};
+use super::{json_reply, too_many, Outcome, Shared};
 use crate::feed::{Live, Since};
 
 /// How long a poll waits for a message when it names no `timeout`, and at most.
@@ -48,11 +48,11 @@ pub async fn poll(request: &Request<Incoming>, shared: &Shared) -> Outcome {
             "timeout is at most {MAX_WAIT_SECS} seconds, not {wait}"
         )));
     }
-    let subscribed =
-        shared
-            .broker
-            .feed
-            .subscribe(filters, since.map_or(Since::Now, Since::After), Vec::new);
+    let subscribed = shared
+        .broker
+        .feed
+        .subscribe(filters, since.map_or(Since::Now, Since::After), Vec::new)
+        .map_err(too_many)?;
     let mut events = subscribed.replay;
     events.truncate(MAX_MESSAGES);
     if events.is_empty() {

@@ -21,7 +21,7 @@ use tracing::info;
 
 use super::query::{bad, Query};
 use super::render::{iframe_call, sse_gap, sse_message, sse_raw, valid_callback};
-use super::{Outcome, Shared};
+use super::{too_many, Outcome, Shared};
 use crate::feed::{Event, Live, ReaderHandle, Since};
 use crate::message::Message;
 
@@ -155,13 +155,16 @@ fn open(
     // what it missed from the replay instead.
     let with_retained = retained && since == Since::Now;
     let wanted = filters.clone();
-    let subscribed = broker.feed.subscribe(filters, since, || {
-        if with_retained {
-            broker.retained_matching(&wanted)
-        } else {
-            Vec::new()
-        }
-    });
+    let subscribed = broker
+        .feed
+        .subscribe(filters, since, || {
+            if with_retained {
+                broker.retained_matching(&wanted)
+            } else {
+                Vec::new()
+            }
+        })
+        .map_err(too_many)?;
     let mut backlog = VecDeque::from([preamble(subscribed.head)]);
     if let Some(gap) = subscribed.gap {
         backlog.push_back(sse_gap(gap.from, gap.to));

@@ -174,3 +174,30 @@ async fn the_api_wants_credentials_where_anonymous_clients_are_refused() {
     assert_eq!(get(http, "/healthz").await.status, 200);
     broker.stop().await;
 }
+
+/// Web readers beyond http.max_readers are refused with 503; a place freed is taken.
+#[tokio::test]
+async fn readers_beyond_the_limit_are_refused_until_one_leaves() {
+    let (broker, http) = start(|config| config.http.max_readers = 2).await;
+    let first = crate::common::web::Sse::open(http, "/events?topic=a", &[]).await;
+    let _second = crate::common::web::Sse::open(http, "/events?topic=b", &[]).await;
+    let refused = get(http, "/events?topic=c").await;
+    assert!(refused
+        .error(StatusCode::SERVICE_UNAVAILABLE)
+        .contains("max_readers"));
+    get(http, "/poll?topic=c&timeout=0")
+        .await
+        .error(StatusCode::SERVICE_UNAVAILABLE);
+    drop(first);
+    // The stream's end reaches the broker shortly after the client lets it go.
+    let mut answer = get(http, "/poll?topic=c&timeout=0").await;
+    for _ in 0..50 {
+        if answer.status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        answer = get(http, "/poll?topic=c&timeout=0").await;
+    }
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    broker.stop().await;
+}
