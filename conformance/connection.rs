@@ -401,7 +401,7 @@ async fn refused_connect_ignores_what_follows() {
         .await;
     expect_message(&mut checker, "ig/marker", b"m").await;
 
-    let broker = TestBroker::start_with(|c| c.auth.allow_anonymous = false).await;
+    let broker = TestBroker::start_with(|c| c.auth.allow_anonymous = Some(false)).await;
     let mut bytes = encoded(connect_packet("anon", true, 30));
     bytes.extend(encoded(v4::PingReq));
     let mut client = broker.raw().await;
@@ -434,7 +434,7 @@ async fn refusals_have_session_present_0_and_close() {
         "the stored session was there all along"
     );
 
-    let broker = TestBroker::start_with(|c| c.auth.allow_anonymous = false).await;
+    let broker = TestBroker::start_with(|c| c.auth.allow_anonymous = Some(false)).await;
     let mut client = broker.raw().await;
     client.send_packet(connect_packet("anon", false, 30)).await;
     expect_refused(&mut client, ConnectReturnCode::NotAuthorized).await;

@@ -215,14 +215,15 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    pub allow_anonymous: bool,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "not_yet_supported"
-    )]
+    /// Clients without a user name may connect; by default only without a password
+    /// file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous: Option<bool>,
+    /// Users and their password hashes (Mosquitto's format).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -231,21 +232,18 @@ pub struct AuthConfig {
     pub acl_file: Option<PathBuf>,
 }
 
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            allow_anonymous: true,
-            password_file: None,
-            acl_file: None,
-        }
+impl AuthConfig {
+    /// Whether clients without a user name may connect.
+    pub fn anonymous_allowed(&self) -> bool {
+        self.allow_anonymous.unwrap_or(self.password_file.is_none())
     }
 }
 
 /// Refuses a key that this version does not implement, rather than ignoring it: an
-/// ignored password or ACL file would leave the broker open.
+/// ignored ACL file would leave the broker open.
 fn not_yet_supported<'de, D: serde::Deserializer<'de>>(_: D) -> Result<Option<PathBuf>, D::Error> {
     Err(serde::de::Error::custom(
-        "password and ACL files are not supported by this version of Herald yet",
+        "ACL files are not supported by this version of Herald yet",
     ))
 }
 
@@ -502,7 +500,7 @@ mod tests {
         assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
         let err = Config::parse("[mqtt]\n\nmax_qos = 3\n").unwrap_err();
         assert!(err.contains("line 3") && err.contains("QoS"), "{err}");
-        let err = Config::parse("[auth]\npassword_file = \"p\"\n").unwrap_err();
+        let err = Config::parse("[auth]\nacl_file = \"p\"\n").unwrap_err();
         assert!(
             err.contains("line 2") && err.contains("not supported"),
             "{err}"

@@ -262,7 +262,17 @@ where
     };
     release_if_empty(&mut input);
     let version = connect.version;
-    let agreed = match check_connect(&connect, &broker, &cx) {
+    let checked = match check_connect(&connect, &broker, &cx) {
+        // A transport that authenticated the client (a TLS certificate) names the user.
+        Ok(agreed) if cx.identity.is_some() => Ok(agreed),
+        Ok(agreed) => cx
+            .auth
+            .authenticate(connect.username.as_deref(), connect.password.as_deref())
+            .await
+            .map(|()| agreed),
+        Err(reason) => Err(reason),
+    };
+    let agreed = match checked {
         Ok(agreed) => agreed,
         Err(reason) => {
             warn!(%peer, client = %connect.client_id, "connection refused: {reason}");
@@ -544,9 +554,6 @@ fn check_connect(connect: &Connect, broker: &Broker, cx: &Context) -> Result<Agr
         (true, true) => Some(max),
         (true, false) => return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
     };
-    if cx.identity.is_none() {
-        cx.auth.check(connect.username.as_deref())?;
-    }
     Ok(Agreed {
         keep_alive: server_keep_alive.unwrap_or(connect.keep_alive),
         server_keep_alive,

@@ -15,6 +15,7 @@ pub mod keep_alive;
 mod level_tree;
 mod locks;
 pub mod message;
+pub mod passwd;
 pub mod protocol;
 pub mod proxy;
 pub mod retained;

@@ -25,6 +25,15 @@ struct Cli {
 enum Command {
     /// Validate a configuration file and print the effective configuration.
     CheckConfig { path: PathBuf },
+    /// Add a user to a password file, or change their password (read from standard
+    /// input, one line); the file is created if missing.
+    Passwd {
+        file: PathBuf,
+        user: String,
+        /// Remove the user instead.
+        #[arg(long)]
+        delete: bool,
+    },
 }
 
 /// Exit code for a configuration that cannot be used.
@@ -41,6 +50,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("herald: {e}");
                 ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Some(Command::Passwd { file, user, delete }) => match passwd(&file, &user, delete) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("herald passwd: {e}");
+                ExitCode::FAILURE
             }
         },
         None => {
@@ -61,6 +77,39 @@ fn main() -> ExitCode {
             run(config)
         }
     }
+}
+
+/// `herald passwd`: sets or removes `user` in the password file `file`.
+fn passwd(file: &Path, user: &str, delete: bool) -> Result<(), String> {
+    use herald::passwd::{PasswordFile, PasswordHash};
+    if user.is_empty() || user.contains(':') {
+        return Err("a user name is not empty and has no ':'".into());
+    }
+    let mut users = if file.exists() {
+        PasswordFile::load(file)?
+    } else {
+        PasswordFile::default()
+    };
+    if delete {
+        if !users.remove(user) {
+            return Err(format!("no user {user:?} in {}", file.display()));
+        }
+    } else {
+        let mut password = String::new();
+        std::io::stdin()
+            .read_line(&mut password)
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let password = password.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            return Err("the password (on standard input) is empty".into());
+        }
+        users.set(user, PasswordHash::new(password.as_bytes())?);
+    }
+    // Written whole next to the file, then moved over it: never half a file.
+    let fresh = file.with_extension("tmp");
+    std::fs::write(&fresh, users.to_string())
+        .and_then(|()| std::fs::rename(&fresh, file))
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, herald::config::ConfigError> {

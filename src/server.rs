@@ -43,6 +43,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("{0}")]
+    Auth(String),
     #[error("listener {addr}: {source}")]
     Tls { addr: SocketAddr, source: TlsError },
     #[error(
@@ -93,7 +95,7 @@ impl Server {
         // Event ids reserved and sessions found expired are on disk before anyone is served.
         broker.flush_storage().await?;
         crate::telemetry::install();
-        let auth = Arc::new(Authenticator::new(&config.auth));
+        let auth = Arc::new(Authenticator::new(&config.auth).map_err(StartError::Auth)?);
         let web = Arc::new(config.http.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut local_addrs = Vec::new();
@@ -144,7 +146,7 @@ impl Server {
                 ListenerProtocol::Http => info!("http listener on {addr}"),
                 ListenerProtocol::Https => info!("https listener on {addr}"),
             }
-            if !addr.ip().is_loopback() && config.auth.allow_anonymous {
+            if !addr.ip().is_loopback() && config.auth.anonymous_allowed() {
                 warn!("listener {addr} is reachable from the network and allows anonymous clients");
             }
             local_addrs.push(addr);

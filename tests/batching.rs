@@ -85,7 +85,7 @@ async fn many_deliveries_leave_in_few_writes() {
     .unwrap();
     let (_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let context = || Context {
-        auth: Arc::new(Authenticator::new(&config.auth)),
+        auth: Arc::new(Authenticator::new(&config.auth).unwrap()),
         shutdown: shutdown_rx.clone(),
         identity: None,
     };

@@ -33,7 +33,7 @@ async fn start_with(
 ) -> Result<(Server, SocketAddr, SocketAddr), herald::server::StartError> {
     init_logging();
     let mut config = Config::default();
-    config.auth.allow_anonymous = allow_anonymous;
+    config.auth.allow_anonymous = Some(allow_anonymous);
     config.storage.persistence = false;
     config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
     config.listeners.push(Listener {

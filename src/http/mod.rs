@@ -132,8 +132,10 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
         "/events" | "/iframe" | "/poll" | "/retained" | "/publish"
     );
     let origin = if api {
-        let admitted = allowed_origin(&request, &shared.web)
-            .and_then(|origin| authenticate(&request, shared).map(|()| origin));
+        let admitted = match allowed_origin(&request, &shared.web) {
+            Ok(origin) => authenticate(&request, shared).await.map(|()| origin),
+            Err(refusal) => Err(refusal),
+        };
         match admitted {
             Ok(origin) => origin,
             Err(refusal) => return error(refusal),
@@ -186,7 +188,7 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
 
 /// Checks the request's credentials (`Authorization: Basic`, or the `access_token`
 /// parameter holding the same base64 `user:password`, for EventSource) as a CONNECT's.
-fn authenticate(request: &Request<Incoming>, shared: &Shared) -> Result<(), Refusal> {
+async fn authenticate(request: &Request<Incoming>, shared: &Shared) -> Result<(), Refusal> {
     let basic = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -199,7 +201,7 @@ fn authenticate(request: &Request<Incoming>, shared: &Shared) -> Result<(), Refu
             .find(|(name, _)| name == "access_token")
             .map(|(_, value)| value.into_owned())
     };
-    let username = match basic.or_else(token) {
+    let credentials = match basic.or_else(token) {
         None => None,
         Some(encoded) => {
             use base64::Engine;
@@ -208,14 +210,19 @@ fn authenticate(request: &Request<Incoming>, shared: &Shared) -> Result<(), Refu
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
                 .ok_or_else(|| unauthorized("credentials must be base64 of user:password"))?;
-            let (user, _password) = decoded.split_once(':').unwrap_or((&decoded, ""));
-            Some(user.to_string())
+            let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+            Some((user.to_string(), password.to_string()))
         }
+    };
+    let (user, password) = match &credentials {
+        Some((user, password)) => (Some(user.as_str()), Some(password.as_bytes())),
+        None => (None, None),
     };
     shared
         .cx
         .auth
-        .check(username.as_deref())
+        .authenticate(user, password)
+        .await
         .map_err(|_| unauthorized("no or wrong credentials"))
 }
 

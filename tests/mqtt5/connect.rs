@@ -260,7 +260,7 @@ async fn connect_with_every_client_property_is_accepted() {
 /// 3.1.1 return code 0x05.
 #[tokio::test]
 async fn refusals_use_the_reason_codes_of_the_clients_version() {
-    let broker = TestBroker::start_with(|c| c.auth.allow_anonymous = false).await;
+    let broker = TestBroker::start_with(|c| c.auth.allow_anonymous = Some(false)).await;
     let (mut anonymous, ack) = Client::try_connect(&broker, &Connect::new("anon")).await;
     assert_eq!(ack.reason, 0x87, "{ack:?}");
     anonymous.expect_closed().await;

@@ -152,7 +152,7 @@ async fn pages_of_listed_origins_may_use_the_api_and_others_are_refused() {
 /// as a CONNECT's would (none can, without a password file); /healthz stays open.
 #[tokio::test]
 async fn the_api_wants_credentials_where_anonymous_clients_are_refused() {
-    let (broker, http) = start(|config| config.auth.allow_anonymous = false).await;
+    let (broker, http) = start(|config| config.auth.allow_anonymous = Some(false)).await;
     for target in [
         "/events?topic=a",
         "/poll?topic=a&timeout=0",
