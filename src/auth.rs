@@ -1,28 +1,45 @@
 //! Who may connect: anonymous clients where allowed, and users of the password file.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use crate::config::AuthConfig;
+use crate::locks::{read, write};
 use crate::passwd::PasswordFile;
 use crate::protocol::ReasonCode;
 
 pub struct Authenticator {
     allow_anonymous: bool,
-    passwords: Option<Arc<PasswordFile>>,
+    /// The password file's path and what was last read from it.
+    passwords: Option<(PathBuf, RwLock<Arc<PasswordFile>>)>,
 }
 
 impl Authenticator {
     /// The rules of `config`, its password file read; an error names the file and line.
     pub fn new(config: &AuthConfig) -> Result<Authenticator, String> {
-        let passwords = config
-            .password_file
-            .as_deref()
-            .map(PasswordFile::load)
-            .transpose()?;
+        let passwords = match &config.password_file {
+            None => None,
+            Some(path) => {
+                let file = PasswordFile::load(path)?;
+                Some((path.clone(), RwLock::new(Arc::new(file))))
+            }
+        };
         Ok(Authenticator {
             allow_anonymous: config.anonymous_allowed(),
-            passwords: passwords.map(Arc::new),
+            passwords,
         })
+    }
+
+    /// Reads the password file again (SIGHUP), if there is one; `true` if it was read.
+    /// Every later check uses it; connected clients stay. On an error the users read
+    /// before stay.
+    pub fn reload(&self) -> Result<bool, String> {
+        let Some((path, users)) = &self.passwords else {
+            return Ok(false);
+        };
+        let fresh = PasswordFile::load(path)?;
+        *write(users) = Arc::new(fresh);
+        Ok(true)
     }
 
     /// Decides on a CONNECT's (or an HTTP request's) credentials. A client without a
@@ -42,7 +59,7 @@ impl Authenticator {
                 (Some(_), false) => Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
             };
         };
-        let (passwords, user) = (passwords.clone(), user.to_string());
+        let (passwords, user) = (read(&passwords.1).clone(), user.to_string());
         let password = password.unwrap_or_default().to_vec();
         let verified = tokio::task::spawn_blocking(move || passwords.verify(&user, &password))
             .await

@@ -151,7 +151,7 @@ fn run(config: Config) -> ExitCode {
             }
         };
         info!("herald {} ready", env!("CARGO_PKG_VERSION"));
-        stop.wait(|| server.reload_certificates()).await;
+        stop.wait(|| server.reload()).await;
         info!("shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS

@@ -35,6 +35,7 @@ pub struct Server {
     background: Vec<JoinHandle<()>>,
     /// Each TLS listener's certificates, with its address.
     certificates: Vec<(SocketAddr, Arc<Certificates>)>,
+    auth: Arc<Authenticator>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,12 +175,20 @@ impl Server {
             shutdown,
             background,
             certificates,
+            auth,
         })
     }
 
-    /// Reads every TLS listener's certificate files again (SIGHUP): new connections
-    /// use them, open ones keep theirs. A listener whose files fail keeps its old ones.
-    pub fn reload_certificates(&self) {
+    /// Reads the files named in the configuration again (SIGHUP): the password file,
+    /// which later logins are checked against, and every TLS listener's certificates,
+    /// which new connections use (open ones keep theirs). A file that fails to load
+    /// leaves what was read before in place.
+    pub fn reload(&self) {
+        match self.auth.reload() {
+            Ok(true) => info!("password file reloaded"),
+            Ok(false) => {}
+            Err(e) => error!("password file not reloaded, the users read before stay: {e}"),
+        }
         for (addr, certificates) in &self.certificates {
             match certificates.reload() {
                 Ok(()) => info!("listener {addr}: certificates reloaded"),

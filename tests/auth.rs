@@ -157,3 +157,38 @@ async fn herald_passwd_writes_users_the_broker_takes() {
     assert!(!publish_as(&pub_tool, &herald, Some(("carol", "first"))).await);
     assert!(!publish_as(&pub_tool, &herald, Some(("dave", "other"))).await);
 }
+
+/// SIGHUP reads the password file again: a user removed from it cannot log in any
+/// more, one added can, and a broken file leaves the users read before.
+#[tokio::test]
+async fn sighup_reloads_the_password_file() {
+    let Some((_, pub_tool)) = mosquitto_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let herald_passwd = |args: &[&str], stdin: &'static [u8]| {
+        let mut command = Command::new(common::process::HERALD);
+        command.arg("passwd").arg(&file).args(args);
+        run_tool(command, stdin)
+    };
+    herald_passwd(&["carol"], b"carols\n").await;
+    herald_passwd(&["dave"], b"daves\n").await;
+    let mut herald = Process::start(dir.path(), "[auth]\npassword_file = \"passwd\"\n");
+    assert!(publish_as(&pub_tool, &herald, Some(("dave", "daves"))).await);
+
+    herald_passwd(&["dave", "--delete"], b"").await;
+    herald_passwd(&["erin"], b"erins\n").await;
+    herald.signal("HUP");
+    herald.wait_for_log("password file reloaded");
+    assert!(!publish_as(&pub_tool, &herald, Some(("dave", "daves"))).await);
+    assert!(publish_as(&pub_tool, &herald, Some(("erin", "erins"))).await);
+    assert!(publish_as(&pub_tool, &herald, Some(("carol", "carols"))).await);
+
+    std::fs::write(&file, "broken\n").unwrap();
+    herald.signal("HUP");
+    herald.wait_for_log("password file not reloaded");
+    assert!(publish_as(&pub_tool, &herald, Some(("erin", "erins"))).await);
+    herald.signal("TERM");
+    herald.wait_exit();
+}
