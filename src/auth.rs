@@ -1,17 +1,35 @@
 //! Who may connect: anonymous clients where allowed, and users of the password file.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tracing::warn;
 
 use crate::config::AuthConfig;
-use crate::locks::{read, write};
+use crate::locks::{lock, read, write};
 use crate::passwd::PasswordFile;
 use crate::protocol::ReasonCode;
+
+/// The first refusal after this many failed logins from one address is delayed…
+const FREE_FAILURES: u32 = 3;
+/// …by this, doubling with each further failure…
+const FIRST_DELAY: Duration = Duration::from_millis(200);
+/// …up to this.
+const MOST_DELAY: Duration = Duration::from_secs(5);
+/// An address's failures are forgotten this long after its last one.
+const FAILURES_KEPT: Duration = Duration::from_secs(600);
+/// Addresses with failures remembered at most.
+const MAX_ADDRESSES: usize = 10_000;
 
 pub struct Authenticator {
     allow_anonymous: bool,
     /// The password file's path and what was last read from it.
     passwords: Option<(PathBuf, RwLock<Arc<PasswordFile>>)>,
+    /// Failed logins by address: how many, and the last one's time.
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
 impl Authenticator {
@@ -27,6 +45,7 @@ impl Authenticator {
         Ok(Authenticator {
             allow_anonymous: config.anonymous_allowed(),
             passwords,
+            failures: Mutex::default(),
         })
     }
 
@@ -42,12 +61,33 @@ impl Authenticator {
         Ok(true)
     }
 
-    /// Decides on a CONNECT's (or an HTTP request's) credentials. A client without a
-    /// user name is anonymous. A user name is checked against the password file (on a
-    /// blocking thread: hashing takes milliseconds); without one, it is accepted only
-    /// where anonymous clients are, as Mosquitto does. `Err` carries the CONNACK reason
-    /// code that refuses the client.
+    /// Decides on the credentials of a CONNECT (or an HTTP request) from `peer`. A
+    /// client without a user name is anonymous. A user name is checked against the
+    /// password file (on a blocking thread: hashing takes milliseconds); without one, it
+    /// is accepted only where anonymous clients are, as Mosquitto does. After a few
+    /// failures from one address, each further refusal to it comes later, up to
+    /// [`MOST_DELAY`]. `Err` carries the CONNACK reason code that refuses the client.
     pub async fn authenticate(
+        &self,
+        peer: IpAddr,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> Result<(), ReasonCode> {
+        let decided = self.decide(username, password).await;
+        match decided {
+            Ok(()) => {
+                lock(&self.failures).remove(&peer);
+            }
+            Err(_) => {
+                if let Some(delay) = self.failed(peer) {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        decided
+    }
+
+    async fn decide(
         &self,
         username: Option<&str>,
         password: Option<&[u8]>,
@@ -69,6 +109,31 @@ impl Authenticator {
         } else {
             Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD)
         }
+    }
+
+    /// Counts a failed login from `peer`; how long its refusal should wait.
+    fn failed(&self, peer: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let mut failures = lock(&self.failures);
+        if failures.len() >= MAX_ADDRESSES && !failures.contains_key(&peer) {
+            failures.retain(|_, (_, last)| now.duration_since(*last) < FAILURES_KEPT);
+            if failures.len() >= MAX_ADDRESSES {
+                // Under a flood from many addresses: start again rather than grow.
+                failures.clear();
+            }
+        }
+        let entry = failures.entry(peer).or_insert((0, now));
+        if now.duration_since(entry.1) >= FAILURES_KEPT {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        entry.1 = now;
+        let beyond = entry.0.checked_sub(FREE_FAILURES + 1)?;
+        if beyond == 0 {
+            warn!(%peer, failures = entry.0, "repeated login failures; refusals to this address are slowed down");
+        }
+        let delay = FIRST_DELAY.saturating_mul(1u32 << beyond.min(8));
+        Some(delay.min(MOST_DELAY))
     }
 
     /// Whether MQTT 5.0 enhanced authentication by `method` is available: the extension

@@ -267,7 +267,11 @@ where
         Ok(agreed) if cx.identity.is_some() => Ok(agreed),
         Ok(agreed) => cx
             .auth
-            .authenticate(connect.username.as_deref(), connect.password.as_deref())
+            .authenticate(
+                peer.ip(),
+                connect.username.as_deref(),
+                connect.password.as_deref(),
+            )
             .await
             .map(|()| agreed),
         Err(reason) => Err(reason),

@@ -192,3 +192,38 @@ async fn sighup_reloads_the_password_file() {
     herald.signal("TERM");
     herald.wait_exit();
 }
+
+/// After three failed logins from one address, each further refusal comes later
+/// (200 ms, then 400, 800…); a good login clears the count.
+#[tokio::test]
+async fn repeated_failures_from_one_address_are_slowed_down() {
+    let Some((_, pub_tool)) = mosquitto_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(common::process::HERALD);
+    command
+        .arg("passwd")
+        .arg(dir.path().join("passwd"))
+        .arg("carol");
+    run_tool(command, b"right\n").await;
+    let mut herald = Process::start(dir.path(), "[auth]\npassword_file = \"passwd\"\n");
+    for _ in 0..3 {
+        assert!(!publish_as(&pub_tool, &herald, Some(("carol", "wrong"))).await);
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        assert!(!publish_as(&pub_tool, &herald, Some(("carol", "wrong"))).await);
+    }
+    let slowed = started.elapsed();
+    assert!(
+        slowed >= std::time::Duration::from_millis(200 + 400 + 800),
+        "refusals 4 to 6 took {slowed:?}"
+    );
+    herald.wait_for_log("repeated login failures");
+    assert!(publish_as(&pub_tool, &herald, Some(("carol", "right"))).await);
+    // Counted from zero again: no delay for the next failure.
+    assert!(!publish_as(&pub_tool, &herald, Some(("carol", "wrong"))).await);
+    herald.signal("TERM");
+    herald.wait_exit();
+}

@@ -133,7 +133,9 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
     );
     let origin = if api {
         let admitted = match allowed_origin(&request, &shared.web) {
-            Ok(origin) => authenticate(&request, shared).await.map(|()| origin),
+            Ok(origin) => authenticate(&request, client, shared)
+                .await
+                .map(|()| origin),
             Err(refusal) => Err(refusal),
         };
         match admitted {
@@ -188,7 +190,11 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
 
 /// Checks the request's credentials (`Authorization: Basic`, or the `access_token`
 /// parameter holding the same base64 `user:password`, for EventSource) as a CONNECT's.
-async fn authenticate(request: &Request<Incoming>, shared: &Shared) -> Result<(), Refusal> {
+async fn authenticate(
+    request: &Request<Incoming>,
+    client: SocketAddr,
+    shared: &Shared,
+) -> Result<(), Refusal> {
     let basic = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -221,7 +227,7 @@ async fn authenticate(request: &Request<Incoming>, shared: &Shared) -> Result<()
     shared
         .cx
         .auth
-        .authenticate(user, password)
+        .authenticate(client.ip(), user, password)
         .await
         .map_err(|_| unauthorized("no or wrong credentials"))
 }
