@@ -29,6 +29,13 @@ async fn mosquitto_passwd(tool: &Path, file: &Path, user: &str, password: &str, 
     run_tool(command, b"").await;
 }
 
+/// `herald passwd FILE ARGS…` with `stdin`, to completion.
+async fn herald_passwd(file: &Path, args: &[&str], stdin: &[u8]) {
+    let mut command = Command::new(common::process::HERALD);
+    command.arg("passwd").arg(file).args(args);
+    run_tool(command, stdin).await;
+}
+
 /// Publishes one message as `user`/`password`; whether the broker took the client.
 async fn publish_as(tool: &Path, herald: &Process, user: Option<(&str, &str)>) -> bool {
     let mut command = mosquitto(tool, herald.addr);
@@ -139,15 +146,10 @@ async fn herald_passwd_writes_users_the_broker_takes() {
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("passwd");
-    let herald_passwd = |args: &[&str], stdin: &'static [u8]| {
-        let mut command = Command::new(common::process::HERALD);
-        command.arg("passwd").arg(&file).args(args);
-        run_tool(command, stdin)
-    };
-    herald_passwd(&["carol"], b"first\n").await;
-    herald_passwd(&["dave"], b"other\n").await;
-    herald_passwd(&["carol"], b"second\n").await;
-    herald_passwd(&["dave", "--delete"], b"").await;
+    herald_passwd(&file, &["carol"], b"first\n").await;
+    herald_passwd(&file, &["dave"], b"other\n").await;
+    herald_passwd(&file, &["carol"], b"second\n").await;
+    herald_passwd(&file, &["dave", "--delete"], b"").await;
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.starts_with("carol:$7$"), "{text}");
@@ -167,18 +169,13 @@ async fn sighup_reloads_the_password_file() {
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("passwd");
-    let herald_passwd = |args: &[&str], stdin: &'static [u8]| {
-        let mut command = Command::new(common::process::HERALD);
-        command.arg("passwd").arg(&file).args(args);
-        run_tool(command, stdin)
-    };
-    herald_passwd(&["carol"], b"carols\n").await;
-    herald_passwd(&["dave"], b"daves\n").await;
+    herald_passwd(&file, &["carol"], b"carols\n").await;
+    herald_passwd(&file, &["dave"], b"daves\n").await;
     let mut herald = Process::start(dir.path(), "[auth]\npassword_file = \"passwd\"\n");
     assert!(publish_as(&pub_tool, &herald, Some(("dave", "daves"))).await);
 
-    herald_passwd(&["dave", "--delete"], b"").await;
-    herald_passwd(&["erin"], b"erins\n").await;
+    herald_passwd(&file, &["dave", "--delete"], b"").await;
+    herald_passwd(&file, &["erin"], b"erins\n").await;
     herald.signal("HUP");
     herald.wait_for_log("password file reloaded");
     assert!(!publish_as(&pub_tool, &herald, Some(("dave", "daves"))).await);
