@@ -4,10 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect_packet, TestBroker};
+use common::{connect_packet, Encode, TestBroker};
 use mqttbytes::v4;
 use mqttbytes::QoS;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn connections_beyond_max_connections_are_closed_at_once() {
@@ -169,6 +169,37 @@ async fn half_a_packet_then_silence_is_cut_by_the_connect_timeout() {
     let mut stream = tokio::net::TcpStream::connect(broker.addr).await.unwrap();
     stream.shutdown().await.unwrap();
     broker.client("fine", true).await;
+    broker.stop().await;
+}
+
+/// Slowloris: a client that sends its CONNECT one byte at a time, each in time to keep
+/// an idle timer alive, is still dropped when the connect timeout is up, while another
+/// client connects meanwhile.
+#[tokio::test]
+async fn a_connect_sent_one_byte_at_a_time_is_cut_by_the_connect_timeout() {
+    let broker = TestBroker::start_with(|c| c.mqtt.connect_timeout_secs.0 = 1).await;
+    let connect = connect_packet("slowloris", true, 30).to_bytes();
+    let mut slow = tokio::net::TcpStream::connect(broker.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut cut = false;
+    for byte in &connect {
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut probe = [0u8; 16];
+        match tokio::time::timeout(Duration::from_millis(1), slow.read(&mut probe)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(cut, "the slow CONNECT was not cut off");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    broker.client("meanwhile", true).await;
     broker.stop().await;
 }
 
