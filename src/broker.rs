@@ -670,8 +670,22 @@ impl Broker {
     }
 
     /// Whether `topic` is within the configured depth; deeper topics are refused.
-    pub fn topic_depth_allowed(&self, topic: &str) -> bool {
-        level_count(topic) <= self.limits.max_topic_levels.0
+    /// Why the limits refuse a topic name or filter (`max_topic_length`,
+    /// `max_topic_levels`), if they do.
+    pub fn topic_refusal(&self, topic: &str) -> Option<String> {
+        let limits = &self.limits;
+        if topic.len() > limits.max_topic_length.0 {
+            return Some(format!(
+                "longer than max_topic_length ({} bytes)",
+                limits.max_topic_length.0
+            ));
+        }
+        (level_count(topic) > limits.max_topic_levels.0).then(|| {
+            format!(
+                "more than max_topic_levels ({}) levels",
+                limits.max_topic_levels.0
+            )
+        })
     }
 
     /// The limits of each session's queue of unsent messages.
@@ -892,11 +906,7 @@ impl Broker {
         last: bool,
         ticket: &mut Ticket,
     ) -> Result<QoS, (ReasonCode, String)> {
-        if !self.topic_depth_allowed(raw) {
-            let why = format!(
-                "more than max_topic_levels ({}) levels",
-                self.limits.max_topic_levels.0
-            );
+        if let Some(why) = self.topic_refusal(raw) {
             return Err((ReasonCode::TOPIC_FILTER_INVALID, why));
         }
         // Kept for the session's lifetime: an exact-size copy, not a slice of the packet.

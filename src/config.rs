@@ -275,6 +275,8 @@ pub struct MqttConfig {
     /// Levels a topic name or filter may have: deeper PUBLISH topics close the
     /// connection, deeper filters are refused with 0x80.
     pub max_topic_levels: TopicLevels,
+    /// Longest topic name or filter, in bytes.
+    pub max_topic_length: TopicLength,
     /// Highest QoS granted to a subscription.
     pub max_qos: MaxQos,
     /// Time a new connection has to send CONNECT.
@@ -297,6 +299,7 @@ impl Default for MqttConfig {
             max_sessions: 1_000_000,
             max_retained_messages: 1_000_000,
             max_topic_levels: TopicLevels(128),
+            max_topic_length: TopicLength(65535),
             max_qos: MaxQos(QoS::ExactlyOnce),
             connect_timeout_secs: ConnectTimeout(10),
             max_topic_alias: 10,
@@ -343,6 +346,10 @@ bounded!(
 bounded!(
     /// How deep topics may be. The bound keeps every walk of the topic trees shallow.
     TopicLevels, 1, 1024, "a number of topic levels"
+);
+bounded!(
+    /// How long topics may be: up to what MQTT can encode.
+    TopicLength, 1, 65535, "a topic length in bytes"
 );
 bounded!(
     /// A connection limit.

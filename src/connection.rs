@@ -536,7 +536,7 @@ fn check_connect(connect: &Connect, broker: &Broker, cx: &Context) -> Result<Agr
         return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     }
     if let Some(will) = &connect.will {
-        if !broker.topic_depth_allowed(will.topic.as_str()) {
+        if broker.topic_refusal(will.topic.as_str()).is_some() {
             return Err(ReasonCode::TOPIC_NAME_INVALID);
         }
         if v5 && will.qos > limits.max_qos.0 {
@@ -941,10 +941,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     fn handle(&mut self, packet: Packet) -> Result<(), Close> {
         match packet {
             Packet::Publish(publish) => {
-                if !self.broker.topic_depth_allowed(publish.topic.as_str()) {
+                if let Some(why) = self.broker.topic_refusal(publish.topic.as_str()) {
                     return Err(Close::protocol(
                         ReasonCode::TOPIC_NAME_INVALID,
-                        format!("topic {} is deeper than max_topic_levels", publish.topic),
+                        format!("topic {} is {why}", publish.topic),
                     ));
                 }
                 if self.v5() {

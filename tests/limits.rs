@@ -314,6 +314,31 @@ async fn topics_deeper_than_max_topic_levels_are_refused_without_harm() {
     broker.stop().await;
 }
 
+#[tokio::test]
+async fn topics_longer_than_max_topic_length_are_refused_without_harm() {
+    let broker = TestBroker::start_with(|c| {
+        c.mqtt.max_topic_length = herald::config::TopicLength(16);
+    })
+    .await;
+    let (at_limit, over) = ("a/".repeat(7) + "bc", "a/".repeat(8) + "b");
+    assert_eq!((at_limit.len(), over.len()), (16, 17));
+    let mut client = broker.client("long", true).await;
+    let codes = client.subscribe(1, &over, QoS::AtMostOnce).await;
+    assert_eq!(codes, [v4::SubscribeReasonCode::Failure]);
+    let codes = client.subscribe(2, &at_limit, QoS::AtMostOnce).await;
+    assert_eq!(codes, [v4::SubscribeReasonCode::Success(QoS::AtMostOnce)]);
+    client
+        .publish(&at_limit, QoS::AtMostOnce, b"fits", false, 0)
+        .await;
+    assert_eq!(&client.expect_publish().await.payload[..], b"fits");
+    client
+        .send_packet(v4::Publish::new(&over, QoS::AtMostOnce, "x"))
+        .await;
+    client.expect_closed().await;
+    broker.client("after", true).await;
+    broker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_under_a_qos0_flood_stays_connected_by_its_pings() {
     let broker = TestBroker::start_with(|c| c.mqtt.max_queued_messages = 10_000).await;

@@ -26,11 +26,8 @@ pub async fn publish(request: Request<Incoming>, shared: &Shared) -> Outcome {
         .ok_or_else(|| bad("a topic is needed: ?topic=a/b".into()))?;
     let topic = TopicName::new(ByteString::from(topic))
         .map_err(|e| bad(format!("topic {topic:?}: {e}")))?;
-    if !shared.broker.topic_depth_allowed(topic.as_str()) {
-        return Err(bad(format!(
-            "topic {:?} has too many levels",
-            topic.as_str()
-        )));
+    if let Some(why) = shared.broker.topic_refusal(topic.as_str()) {
+        return Err(bad(format!("topic {:?} is {why}", topic.as_str())));
     }
     let qos = match query.number("qos")? {
         None | Some(0) => QoS::AtMostOnce,

@@ -92,8 +92,8 @@ impl Query {
                         "topic filter {raw:?}: $share is for MQTT clients"
                     )));
                 }
-                if !broker.topic_depth_allowed(raw) {
-                    return Err(bad(format!("topic filter {raw:?} has too many levels")));
+                if let Some(why) = broker.topic_refusal(raw) {
+                    return Err(bad(format!("topic filter {raw:?} is {why}")));
                 }
                 Ok(filter)
             })

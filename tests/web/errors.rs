@@ -57,7 +57,7 @@ async fn bad_parameters_are_refused_with_400_and_a_reason() {
     assert!(get(http, &deep)
         .await
         .error(StatusCode::BAD_REQUEST)
-        .contains("too many levels"));
+        .contains("max_topic_levels"));
     broker.stop().await;
 }
 
