@@ -23,7 +23,7 @@ pub async fn publish(request: Request<Incoming>, shared: &Shared) -> Outcome {
     let query = Query::of(request.uri())?;
     let topic = query
         .single("topic")?
-        .ok_or_else(|| bad("a topic is needed: ?topic=a/b".into()))?;
+        .ok_or_else(|| bad("a topic is needed: ?topic=a/b"))?;
     let topic = TopicName::new(ByteString::from(topic))
         .map_err(|e| bad(format!("topic {topic:?}: {e}")))?;
     if let Some(why) = shared.broker.topic_refusal(topic.as_str()) {

@@ -72,9 +72,7 @@ impl Query {
     pub fn filters(&self, broker: &Broker) -> Result<Vec<TopicFilter>, Refusal> {
         let raw: Vec<&str> = self.all("topic").collect();
         if raw.is_empty() {
-            return Err(bad(
-                "at least one topic filter is needed: ?topic=a/b/#".into()
-            ));
+            return Err(bad("at least one topic filter is needed: ?topic=a/b/#"));
         }
         if raw.len() > MAX_FILTERS {
             return Err(bad(format!("at most {MAX_FILTERS} topic filters")));
@@ -101,6 +99,7 @@ impl Query {
     }
 }
 
-pub fn bad(what: String) -> Refusal {
-    Refusal::new(StatusCode::BAD_REQUEST, what)
+/// A 400 refusal saying `what`.
+pub fn bad(what: impl Into<String>) -> Refusal {
+    Refusal::new(StatusCode::BAD_REQUEST, what.into())
 }

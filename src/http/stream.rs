@@ -112,9 +112,7 @@ pub fn iframe(request: &Request<Incoming>, shared: &Shared) -> Outcome {
     let query = Query::of(request.uri())?;
     let callback = query.single("callback")?.unwrap_or_default();
     if !valid_callback(callback) {
-        return Err(bad(
-            "callback must match [A-Za-z_$][A-Za-z0-9_$.]{0,63}".into()
-        ));
+        return Err(bad("callback must match [A-Za-z_$][A-Za-z0-9_$.]{0,63}"));
     }
     let format = Format::Iframe {
         callback: callback.to_string(),

@@ -12,7 +12,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
-use super::{empty, Outcome, Refusal, Shared};
+use super::query::bad;
+use super::{empty, Outcome, Shared};
 use crate::connection;
 use crate::locks::lock;
 use crate::websocket::WsStream;
@@ -44,21 +45,21 @@ pub fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, shared: &Shared
         has(header::UPGRADE, "websocket"),
         has(header::CONNECTION, "upgrade"),
     ) else {
-        return Err(refused("/mqtt takes a WebSocket upgrade"));
+        return Err(bad("/mqtt takes a WebSocket upgrade"));
     };
     if !has(header::SEC_WEBSOCKET_VERSION, "13") {
-        return Err(refused("WebSocket version 13 is required"));
+        return Err(bad("WebSocket version 13 is required"));
     }
     let Some(subprotocol) = SUBPROTOCOLS
         .into_iter()
         .find(|protocol| has(header::SEC_WEBSOCKET_PROTOCOL, protocol))
     else {
-        return Err(refused(
+        return Err(bad(
             "no supported WebSocket subprotocol: ask for \"mqtt\" or \"mqttv3.1\"",
         ));
     };
     let Some(admitted) = lock(&shared.place).take() else {
-        return Err(refused("this connection was upgraded already"));
+        return Err(bad("this connection was upgraded already"));
     };
     let cx = shared.cx.clone();
     // tungstenite's default 128 KiB read buffer per connection would dwarf an idle MQTT
@@ -92,8 +93,4 @@ pub fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, shared: &Shared
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     Ok(reply)
-}
-
-fn refused(what: &str) -> Refusal {
-    Refusal::new(StatusCode::BAD_REQUEST, what.into())
 }
