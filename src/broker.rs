@@ -786,7 +786,11 @@ impl Broker {
             share,
         } = delivery;
         let mut state = session.lock();
-        if state.closed {
+        let unreadable = || {
+            let grants = state.grants.as_ref();
+            grants.is_some_and(|g| !g.may_read(&message.topic))
+        };
+        if state.closed || unreadable() {
             return (Offer::NotKept, Ticket::NONE);
         }
         let source = if state.is_connected() {
@@ -924,6 +928,12 @@ impl Broker {
             if state.closed {
                 let why = "the session was taken over".to_string();
                 return Err((ReasonCode::UNSPECIFIED_ERROR, why));
+            }
+            if let Some(grants) = &state.grants {
+                if !grants.may_subscribe(&filter) {
+                    let why = "the ACL does not let the client read all of it".to_string();
+                    return Err((ReasonCode::NOT_AUTHORIZED, why));
+                }
             }
             if state.subscriptions.len() >= self.limits.max_subscriptions_per_client
                 && !state.subscriptions.contains_key(&filter)

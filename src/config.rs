@@ -225,10 +225,9 @@ pub struct AuthConfig {
     /// Users and their password hashes (Mosquitto's format).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "not_yet_supported"
-    )]
+    /// What each client may read and write (Mosquitto's format); without one, any
+    /// client that may connect may read and write every topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub acl_file: Option<PathBuf>,
 }
 
@@ -237,14 +236,6 @@ impl AuthConfig {
     pub fn anonymous_allowed(&self) -> bool {
         self.allow_anonymous.unwrap_or(self.password_file.is_none())
     }
-}
-
-/// Refuses a key that this version does not implement, rather than ignoring it: an
-/// ignored ACL file would leave the broker open.
-fn not_yet_supported<'de, D: serde::Deserializer<'de>>(_: D) -> Result<Option<PathBuf>, D::Error> {
-    Err(serde::de::Error::custom(
-        "ACL files are not supported by this version of Herald yet",
-    ))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -507,11 +498,6 @@ mod tests {
         assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
         let err = Config::parse("[mqtt]\n\nmax_qos = 3\n").unwrap_err();
         assert!(err.contains("line 3") && err.contains("QoS"), "{err}");
-        let err = Config::parse("[auth]\nacl_file = \"p\"\n").unwrap_err();
-        assert!(
-            err.contains("line 2") && err.contains("not supported"),
-            "{err}"
-        );
     }
 
     #[test]

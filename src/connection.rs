@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
+use crate::acl::{AccessControl, Permit};
 use crate::auth::Authenticator;
 use crate::broker::{Admitted, Attached, Broker, Published};
 use crate::config::MqttConfig;
@@ -34,6 +35,7 @@ use crate::protocol::{
 };
 use crate::session::{Acked, IncomingQos2, Kick, Session, SessionExpiry};
 use crate::storage::{Change, Durable, Ticket};
+use crate::topic::TopicName;
 
 /// Output beyond this many bytes stops reading until the peer catches up.
 const HIGH_WATER: usize = 64 * 1024;
@@ -186,6 +188,7 @@ impl From<DecodeError> for Close {
 #[derive(Clone)]
 pub struct Context {
     pub auth: Arc<Authenticator>,
+    pub access: Arc<AccessControl>,
     pub shutdown: watch::Receiver<bool>,
     /// The user the transport has already authenticated (a TLS client certificate's
     /// common name, with `use_identity_as_username`): it replaces the CONNECT's.
@@ -276,6 +279,22 @@ where
             .map(|()| agreed),
         Err(reason) => Err(reason),
     };
+    // Kept for the session's lifetime: its own copy, not a slice pinning the buffer.
+    let client_id = match &checked {
+        Ok(Agreed {
+            assigned_client_id: Some(assigned),
+            ..
+        }) => assigned.clone(),
+        _ => ByteString::from(&*connect.client_id),
+    };
+    let user = cx.identity.as_deref().or(connect.username.as_deref());
+    let permit = cx.access.permit(user, Some(&client_id));
+    let checked = checked.and_then(|agreed| match (&permit, &connect.will) {
+        (Some(permit), Some(will)) if !permit.grants().may_write(&will.topic) => {
+            Err(ReasonCode::NOT_AUTHORIZED)
+        }
+        _ => Ok(agreed),
+    });
     let agreed = match checked {
         Ok(agreed) => agreed,
         Err(reason) => {
@@ -285,11 +304,6 @@ where
         }
     };
     let connection_id = broker.next_connection_id();
-    // Kept for the session's lifetime: its own copy, not a slice pinning the buffer.
-    let client_id = match &agreed.assigned_client_id {
-        Some(assigned) => assigned.clone(),
-        None => ByteString::from(&*connect.client_id),
-    };
     let expiry = session_expiry(&connect);
     let attached = broker.attach(
         &client_id,
@@ -310,6 +324,10 @@ where
             return;
         }
     };
+    if let Some(permit) = &permit {
+        // Before anything is sent: what was queued meanwhile is checked as it goes out.
+        session.lock().grants = Some(permit.grants());
+    }
     info!(
         %peer,
         client = %client_id,
@@ -351,6 +369,7 @@ where
         broker,
         session,
         will,
+        permit,
         keep_alive: agreed.keep_alive,
         window: u16::try_from(window).unwrap_or(u16::MAX),
         expiry_was_none: expiry == SessionExpiry::NONE,
@@ -639,6 +658,8 @@ struct Link<S> {
     session: Arc<Session>,
     /// Boxed: most clients have none, and a will is large.
     will: Option<Box<Will>>,
+    /// What the ACL lets the client do; `None` without an ACL file.
+    permit: Option<Box<Permit>>,
     /// The keep alive in force, in seconds, 0 for none.
     keep_alive: u16,
     /// QoS 1/2 messages sent to the client and not yet acknowledged: the server's
@@ -821,6 +842,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// deadline is moved if due, and queued messages go to the output as far as it and
     /// the in-flight window allow. `waker` is registered for the next signal.
     fn sync(&mut self, waker: &Waker) -> Result<(), Close> {
+        self.refresh_grants();
         let mut state = self.session.lock();
         self.more_to_send |= state.poll_signal(self.connection_id, waker)?;
         if std::mem::take(&mut self.deadline_stale) {
@@ -888,7 +910,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             }
         }
         if close.publishes_will() {
-            if let Some(will) = self.will.take() {
+            let will = self.will.take().filter(|will| {
+                let topic = &will.message.topic;
+                let allowed = self.permit.as_ref().map_or(true, |p| p.grants().may_write(topic));
+                if !allowed {
+                    warn!(%peer, client = %client_id, %topic, "will dropped: the ACL no longer lets the client write to its topic");
+                }
+                allowed
+            });
+            if let Some(will) = will {
                 debug!(client = %client_id, topic = %will.message.topic, "publishing will");
                 self.broker
                     .publish_will(&self.session, self.connection_id, *will);
@@ -920,6 +950,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// queue: the rest waits in `input` until the pause ends. Keep alive counts whole
     /// control packets, not stray bytes: only they (and a pause) move the deadline.
     fn take_packets(&mut self) -> Result<(), Close> {
+        self.refresh_grants();
         while self.paused.is_none() {
             match self.decoder.decode(&mut self.input)? {
                 Some(packet) => self.handle(packet)?,
@@ -932,6 +963,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
 
     fn v5(&self) -> bool {
         self.encoder.version() == ProtocolVersion::V5
+    }
+
+    /// After the ACL file was reloaded, holds the session to the new rules.
+    fn refresh_grants(&mut self) {
+        if let Some(fresh) = self.permit.as_ref().and_then(|p| p.refresh()) {
+            self.session.lock().grants = Some(fresh);
+        }
+    }
+
+    /// Whether the ACL lets the client publish to `topic`; logs the client's first
+    /// refusal.
+    fn may_publish(&self, topic: &TopicName) -> bool {
+        let Some(permit) = &self.permit else {
+            return true;
+        };
+        let allowed = permit.grants().may_write(topic);
+        if !allowed && permit.first_refusal() {
+            warn!(peer = %self.peer, client = %self.session.client_id, user = permit.user().unwrap_or_default(), %topic,
+                "publish refused by the ACL (further refusals to this client are not logged)");
+        }
+        allowed
     }
 
     fn send(&mut self, packet: &Packet) {
@@ -960,6 +1012,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                             "a client's PUBLISH carries a Subscription Identifier",
                         ));
                     }
+                }
+                if !self.may_publish(&publish.topic) {
+                    // MQTT 3.x has no way to say so: the message is acknowledged and
+                    // dropped, as Mosquitto does. MQTT 5.0 says why.
+                    let reason = if self.v5() {
+                        ReasonCode::NOT_AUTHORIZED
+                    } else {
+                        ReasonCode::SUCCESS
+                    };
+                    let pkid = publish.pkid;
+                    match publish.qos {
+                        QoS::AtMostOnce => {}
+                        QoS::AtLeastOnce => {
+                            self.send(&Packet::PubAck(Ack::with_reason(pkid, reason)))
+                        }
+                        QoS::ExactlyOnce => {
+                            self.send(&Packet::PubRec(Ack::with_reason(pkid, reason)))
+                        }
+                    }
+                    return Ok(());
                 }
                 let properties = if publish.properties.is_empty() {
                     None

@@ -14,13 +14,14 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+use crate::acl::Permit;
 use crate::config::HttpConfig;
 use crate::event_ids::EventIds;
 use crate::level_tree::{collect_matching, Node};
 use crate::locks::lock;
 use crate::message::Message;
 use crate::storage::{Change, Storage};
-use crate::topic::TopicFilter;
+use crate::topic::{TopicFilter, TopicName};
 
 /// Bytes counted for an event beyond its topic and payload.
 const EVENT_OVERHEAD: usize = 64;
@@ -302,7 +303,9 @@ impl Feed {
             due.dedup_by_key(|reader| reader.id);
         }
         for reader in due {
-            reader.offer(&event, size, self.reader_bytes);
+            if reader.may_read(&message.topic) {
+                reader.offer(&event, size, self.reader_bytes);
+            }
         }
         drop(state);
         drop(evicted);
@@ -314,6 +317,7 @@ impl Feed {
     pub fn subscribe(
         self: &Arc<Self>,
         filters: Vec<TopicFilter>,
+        permit: Option<Box<Permit>>,
         since: Since,
         snapshot: impl FnOnce() -> Vec<Message>,
     ) -> Result<Subscribed, Full> {
@@ -344,6 +348,7 @@ impl Feed {
         let reader = Arc::new(Reader {
             id: state.next_reader,
             filters,
+            permit,
             queue: Mutex::new(Queue::default()),
         });
         for filter in &reader.filters {
@@ -387,6 +392,8 @@ impl Feed {
 pub struct Reader {
     id: u64,
     filters: Vec<TopicFilter>,
+    /// What the ACL lets the reader read; `None` without an ACL file.
+    permit: Option<Box<Permit>>,
     queue: Mutex<Queue>,
 }
 
@@ -408,7 +415,14 @@ pub enum Live {
 
 impl Reader {
     fn wants(&self, message: &Message) -> bool {
-        self.filters.iter().any(|f| f.matches(&message.topic))
+        self.filters.iter().any(|f| f.matches(&message.topic)) && self.may_read(&message.topic)
+    }
+
+    /// Whether the ACL, as it stands now, lets the reader read `topic`.
+    pub fn may_read(&self, topic: &TopicName) -> bool {
+        self.permit
+            .as_ref()
+            .map_or(true, |permit| permit.grants().may_read(topic))
     }
 
     fn offer(&self, event: &Arc<Event>, size: usize, limit: usize) {

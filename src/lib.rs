@@ -4,6 +4,7 @@
 //! over any byte stream; the [`broker`] holds sessions, the subscription [`router`] and
 //! the [`retained`] store, with durable state recorded through [`storage`].
 
+pub mod acl;
 pub mod auth;
 pub mod broker;
 pub mod config;

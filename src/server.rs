@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::acl::AccessControl;
 use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::config::{Config, HttpConfig, ListenerProtocol};
@@ -36,6 +37,7 @@ pub struct Server {
     /// Each TLS listener's certificates, with its address.
     certificates: Vec<(SocketAddr, Arc<Certificates>)>,
     auth: Arc<Authenticator>,
+    access: Arc<AccessControl>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,7 @@ impl Server {
         broker.flush_storage().await?;
         crate::telemetry::install();
         let auth = Arc::new(Authenticator::new(&config.auth).map_err(StartError::Auth)?);
+        let access = Arc::new(AccessControl::new(&config.auth).map_err(StartError::Auth)?);
         let web = Arc::new(config.http.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut local_addrs = Vec::new();
@@ -153,6 +156,7 @@ impl Server {
             local_addrs.push(addr);
             let cx = Context {
                 auth: auth.clone(),
+                access: access.clone(),
                 shutdown: shutdown_rx.clone(),
                 identity: None,
             };
@@ -176,11 +180,13 @@ impl Server {
             background,
             certificates,
             auth,
+            access,
         })
     }
 
     /// Reads the files named in the configuration again (SIGHUP): the password file,
-    /// which later logins are checked against, and every TLS listener's certificates,
+    /// which later logins are checked against, the ACL file, which every client's next
+    /// packet and delivery is checked against, and every TLS listener's certificates,
     /// which new connections use (open ones keep theirs). A file that fails to load
     /// leaves what was read before in place.
     pub fn reload(&self) {
@@ -188,6 +194,11 @@ impl Server {
             Ok(true) => info!("password file reloaded"),
             Ok(false) => {}
             Err(e) => error!("password file not reloaded, the users read before stay: {e}"),
+        }
+        match self.access.reload() {
+            Ok(true) => info!("ACL file reloaded"),
+            Ok(false) => {}
+            Err(e) => error!("ACL file not reloaded, the rules read before stay: {e}"),
         }
         for (addr, certificates) in &self.certificates {
             match certificates.reload() {

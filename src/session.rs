@@ -14,6 +14,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use bytestring::ByteString;
 
+use crate::acl::Grants;
 use crate::locks;
 use crate::message::{Message, OutgoingProperties, Will};
 use crate::protocol::{Ack, Encoder, Packet, PublishHeader, QoS};
@@ -167,6 +168,10 @@ pub struct SessionState {
     pub stored: bool,
     pub attachment: Option<Attachment>,
     pub subscriptions: HashMap<TopicFilter, Subscription>,
+    /// What the client may read, as the ACL says for whoever attached last: messages it
+    /// may not are neither queued nor sent. `None` without an ACL file, and for a
+    /// session restored from storage until a client attaches.
+    pub grants: Option<Arc<Grants>>,
     /// Boxed, and only while anything is in motion: an idle session holds none of it.
     traffic: Option<Box<Traffic>>,
     /// A message went beyond the queue's limits since publishers were last told of
@@ -210,6 +215,15 @@ pub enum Offer {
     QueueFull,
     /// The session is offline and does not keep messages of this QoS.
     NotKept,
+}
+
+/// Where a drain writes to, and how much it may.
+struct Outlet<'a> {
+    window: usize,
+    encoder: &'a mut Encoder,
+    out: &'a mut BytesMut,
+    high_water: usize,
+    grants: Option<&'a Grants>,
 }
 
 /// What one drain moved: see `SessionState::drain`.
@@ -263,6 +277,7 @@ impl Session {
                 stored: false,
                 attachment: None,
                 subscriptions: HashMap::new(),
+                grants: None,
                 traffic: None,
                 congested: false,
                 next_seq: 0,
@@ -510,8 +525,9 @@ impl SessionState {
     /// Moves messages onto the wire while `out` is below `high_water` and the in-flight
     /// window of `window` QoS 1/2 messages has room: first those to send again on a
     /// resumed session (PUBLISH with DUP set, or PUBREL where PUBREC already arrived),
-    /// then pending ones. Messages that expired while waiting, and those too large for
-    /// the client, are dropped: those of QoS 1/2 count as done. A stored session also
+    /// then pending ones. Messages that expired while waiting, those too large for the
+    /// client, and those its grants do not let it read, are dropped: those of QoS 1/2
+    /// count as done. A stored session also
     /// learns which QoS 1/2 messages were sent first, with which packet id.
     pub fn drain(
         &mut self,
@@ -525,7 +541,15 @@ impl SessionState {
             return drained;
         };
         let sent = self.stored.then_some(&mut drained.sent);
-        traffic.drain(window, encoder, out, high_water, &mut drained.dropped, sent);
+        let grants = self.grants.as_deref();
+        let to = Outlet {
+            window,
+            encoder,
+            out,
+            high_water,
+            grants,
+        };
+        traffic.drain(to, &mut drained.dropped, sent);
         self.settle();
         drained
     }
@@ -635,13 +659,17 @@ impl Traffic {
 
     fn drain(
         &mut self,
-        window: usize,
-        encoder: &mut Encoder,
-        out: &mut BytesMut,
-        high_water: usize,
+        to: Outlet,
         dropped: &mut Vec<u64>,
         mut first_sends: Option<&mut Vec<Sent>>,
     ) {
+        let Outlet {
+            window,
+            encoder,
+            out,
+            high_water,
+            grants,
+        } = to;
         let now = Instant::now();
         if self.resends > 0 {
             self.resend(window, encoder, out, high_water, now, dropped);
@@ -664,6 +692,7 @@ impl Traffic {
             };
             let pkid = if stage.is_some() { self.next_pkid() } else { 0 };
             let sent = !queued.message.expired(now)
+                && grants.map_or(true, |g| g.may_read(&queued.message.topic))
                 && publish(encoder, &queued.message, pkid, false, now, out);
             if !sent {
                 if stage.is_some() {

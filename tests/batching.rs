@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use bytes::BytesMut;
+use herald::acl::AccessControl;
 use herald::auth::Authenticator;
 use herald::broker::Broker;
 use herald::config::Config;
@@ -86,6 +87,7 @@ async fn many_deliveries_leave_in_few_writes() {
     let (_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let context = || Context {
         auth: Arc::new(Authenticator::new(&config.auth).unwrap()),
+        access: Arc::new(AccessControl::new(&config.auth).unwrap()),
         shutdown: shutdown_rx.clone(),
         identity: None,
     };

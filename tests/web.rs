@@ -31,14 +31,4 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> (TestBroker, SocketAddr) 
     TestBroker::start_with_http(tweak).await
 }
 
-/// `s` percent-encoded for a query string (`#` and `+` in topic filters, mostly).
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use common::web::encode;

@@ -34,10 +34,12 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
+use crate::acl::Permit;
 use crate::broker::{Admitted, Broker};
 use crate::config::HttpConfig;
 use crate::connection::Context;
 use crate::proxy::TrustedProxies;
+use crate::topic::TopicFilter;
 
 /// Largest request head (request line and headers) read.
 const MAX_HEAD: usize = 16 * 1024;
@@ -131,29 +133,29 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
         path,
         "/events" | "/iframe" | "/poll" | "/retained" | "/publish"
     );
-    let origin = if api {
+    let (origin, permit) = if api {
         let admitted = match allowed_origin(&request, &shared.web) {
             Ok(origin) => authenticate(&request, client, shared)
                 .await
-                .map(|()| origin),
+                .map(|permit| (origin, permit)),
             Err(refusal) => Err(refusal),
         };
         match admitted {
-            Ok(origin) => origin,
+            Ok(admitted) => admitted,
             Err(refusal) => return error(refusal),
         }
     } else {
-        None
+        (None, None)
     };
     let outcome = match (request.method(), path) {
         (&Method::GET, "/healthz") => Ok(plain(StatusCode::OK, "ok")),
         (&Method::GET, "/metrics") => Ok(exposition()),
         (&Method::GET, "/mqtt") => upgrade::upgrade(request, client, shared),
-        (&Method::GET, "/events") => stream::events(&request, shared),
-        (&Method::GET, "/iframe") => stream::iframe(&request, shared),
-        (&Method::GET, "/poll") => read::poll(&request, shared).await,
-        (&Method::GET, "/retained") => read::retained(&request, shared),
-        (&Method::POST, "/publish") => publish::publish(request, shared).await,
+        (&Method::GET, "/events") => stream::events(&request, permit, shared),
+        (&Method::GET, "/iframe") => stream::iframe(&request, permit, shared),
+        (&Method::GET, "/poll") => read::poll(&request, permit, shared).await,
+        (&Method::GET, "/retained") => read::retained(&request, permit, shared),
+        (&Method::POST, "/publish") => publish::publish(request, permit, shared).await,
         (&Method::OPTIONS, _) if api => Ok(preflight()),
         _ if api || matches!(path, "/healthz" | "/mqtt" | "/metrics") => Err(Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -190,11 +192,12 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
 
 /// Checks the request's credentials (`Authorization: Basic`, or the `access_token`
 /// parameter holding the same base64 `user:password`, for EventSource) as a CONNECT's.
+/// Returns what the ACL lets the user do (`None` without an ACL file).
 async fn authenticate(
     request: &Request<Incoming>,
     client: SocketAddr,
     shared: &Shared,
-) -> Result<(), Refusal> {
+) -> Result<Option<Box<Permit>>, Refusal> {
     let basic = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -229,7 +232,24 @@ async fn authenticate(
         .auth
         .authenticate(client.ip(), user, password)
         .await
-        .map_err(|_| unauthorized("no or wrong credentials"))
+        .map_err(|_| unauthorized("no or wrong credentials"))?;
+    // Web readers have no client id: patterns with %c do not apply to them.
+    Ok(shared.cx.access.permit(user, None))
+}
+
+/// Refuses filters the ACL does not let the caller read whole.
+fn may_read_all(permit: Option<&Permit>, filters: &[TopicFilter]) -> Result<(), Refusal> {
+    let Some(permit) = permit else {
+        return Ok(());
+    };
+    let grants = permit.grants();
+    match filters.iter().find(|filter| !grants.may_subscribe(filter)) {
+        None => Ok(()),
+        Some(filter) => Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            format!("not allowed to read {filter}"),
+        )),
+    }
 }
 
 /// A reader refused because the feed has as many as it may.

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::query::{bad, Query};
 use super::{json_reply, Outcome, Refusal, Shared};
+use crate::acl::Permit;
 use crate::message::Message;
 use crate::protocol::QoS;
 use crate::topic::TopicName;
@@ -19,7 +20,11 @@ const CONGESTION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Publishes the body once it is whole and within the size limit; answers with the
 /// event id once the broker has accepted the message at the QoS asked (for QoS 1 and
 /// 2: stored, where persistence is on).
-pub async fn publish(request: Request<Incoming>, shared: &Shared) -> Outcome {
+pub async fn publish(
+    request: Request<Incoming>,
+    permit: Option<Box<Permit>>,
+    shared: &Shared,
+) -> Outcome {
     let query = Query::of(request.uri())?;
     let topic = query
         .single("topic")?
@@ -28,6 +33,12 @@ pub async fn publish(request: Request<Incoming>, shared: &Shared) -> Outcome {
         .map_err(|e| bad(format!("topic {topic:?}: {e}")))?;
     if let Some(why) = shared.broker.topic_refusal(topic.as_str()) {
         return Err(bad(format!("topic {:?} is {why}", topic.as_str())));
+    }
+    if permit.is_some_and(|permit| !permit.grants().may_write(&topic)) {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            format!("not allowed to publish to {topic}"),
+        ));
     }
     let qos = match query.number("qos")? {
         None | Some(0) => QoS::AtMostOnce,

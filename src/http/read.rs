@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::query::{bad, Query};
 use super::render::{message_json, to_json, WebMessage};
-use super::{json_reply, too_many, Outcome, Shared};
+use super::{json_reply, may_read_all, too_many, Outcome, Shared};
+use crate::acl::Permit;
 use crate::feed::{Live, Since};
 
 /// How long a poll waits for a message when it names no `timeout`, and at most.
@@ -38,9 +39,14 @@ struct GapJson {
 /// `GET /poll?topic=F[&since=ID][&timeout=S]`: the matching messages after `since` at
 /// once if there are any, else the first to arrive within the timeout; `next` is the
 /// `since` of the following poll.
-pub async fn poll(request: &Request<Incoming>, shared: &Shared) -> Outcome {
+pub async fn poll(
+    request: &Request<Incoming>,
+    permit: Option<Box<Permit>>,
+    shared: &Shared,
+) -> Outcome {
     let query = Query::of(request.uri())?;
     let filters = query.filters(&shared.broker)?;
+    may_read_all(permit.as_deref(), &filters)?;
     let since = query.number("since")?;
     let wait = query.number("timeout")?.unwrap_or(DEFAULT_WAIT_SECS);
     if wait > MAX_WAIT_SECS {
@@ -51,7 +57,12 @@ pub async fn poll(request: &Request<Incoming>, shared: &Shared) -> Outcome {
     let subscribed = shared
         .broker
         .feed
-        .subscribe(filters, since.map_or(Since::Now, Since::After), Vec::new)
+        .subscribe(
+            filters,
+            permit,
+            since.map_or(Since::Now, Since::After),
+            Vec::new,
+        )
         .map_err(too_many)?;
     let mut events = subscribed.replay;
     events.truncate(MAX_MESSAGES);
@@ -88,12 +99,19 @@ pub async fn poll(request: &Request<Incoming>, shared: &Shared) -> Outcome {
 }
 
 /// `GET /retained?topic=F`: the retained messages matching, at once.
-pub fn retained(request: &Request<Incoming>, shared: &Shared) -> Outcome {
+pub fn retained(
+    request: &Request<Incoming>,
+    permit: Option<Box<Permit>>,
+    shared: &Shared,
+) -> Outcome {
     let query = Query::of(request.uri())?;
     let filters = query.filters(&shared.broker)?;
+    may_read_all(permit.as_deref(), &filters)?;
+    let grants = permit.map(|permit| permit.grants());
     let retained = shared.broker.retained_matching(&filters);
     let messages: Vec<WebMessage> = retained
         .iter()
+        .filter(|message| grants.as_ref().map_or(true, |g| g.may_read(&message.topic)))
         .map(|message| message_json(message, true, None))
         .collect();
     Ok(json_reply(StatusCode::OK, to_json(&messages)))

@@ -21,7 +21,8 @@ use tracing::info;
 
 use super::query::{bad, Query};
 use super::render::{iframe_call, sse_gap, sse_message, sse_raw, valid_callback};
-use super::{too_many, Outcome, Shared};
+use super::{may_read_all, too_many, Outcome, Shared};
+use crate::acl::Permit;
 use crate::feed::{Event, Live, ReaderHandle, Since};
 use crate::message::Message;
 
@@ -58,6 +59,13 @@ impl Format {
         }
     }
 
+    fn content_type(&self) -> &'static str {
+        match self {
+            Format::Iframe { .. } => "text/html; charset=utf-8",
+            _ => "text/event-stream",
+        }
+    }
+
     fn keepalive(&self) -> Bytes {
         match self {
             Format::Iframe { .. } => Bytes::from_static(b"<!-- keepalive -->\n"),
@@ -67,7 +75,11 @@ impl Format {
 }
 
 /// `GET /events?topic=F[&topic=F2…][&retained=false][&format=raw][&last_event_id=N]`.
-pub fn events(request: &Request<Incoming>, shared: &Shared) -> Outcome {
+pub fn events(
+    request: &Request<Incoming>,
+    permit: Option<Box<Permit>>,
+    shared: &Shared,
+) -> Outcome {
     let query = Query::of(request.uri())?;
     let format = match query.single("format")? {
         None | Some("json") => Format::Json,
@@ -96,19 +108,15 @@ pub fn events(request: &Request<Incoming>, shared: &Shared) -> Outcome {
         Since::Now => Bytes::from(format!("retry: {retry}\nid: {head}\n\n")),
         Since::After(_) => Bytes::from(format!("retry: {retry}\n\n")),
     };
-    open(
-        &query,
-        format,
-        since,
-        retained,
-        preamble,
-        shared,
-        "text/event-stream",
-    )
+    open(&query, permit, format, since, retained, preamble, shared)
 }
 
 /// `GET /iframe?topic=F&callback=NAME`: the retained messages, then live ones.
-pub fn iframe(request: &Request<Incoming>, shared: &Shared) -> Outcome {
+pub fn iframe(
+    request: &Request<Incoming>,
+    permit: Option<Box<Permit>>,
+    shared: &Shared,
+) -> Outcome {
     let query = Query::of(request.uri())?;
     let callback = query.single("callback")?.unwrap_or_default();
     if !valid_callback(callback) {
@@ -124,15 +132,14 @@ pub fn iframe(request: &Request<Incoming>, shared: &Shared) -> Outcome {
             " ".repeat(IFRAME_PADDING)
         ))
     };
-    let content_type = "text/html; charset=utf-8";
     open(
         &query,
+        permit,
         format,
         Since::Now,
         retained,
         preamble,
         shared,
-        content_type,
     )
 }
 
@@ -140,14 +147,15 @@ pub fn iframe(request: &Request<Incoming>, shared: &Shared) -> Outcome {
 /// chunk, given the feed's head.
 fn open(
     query: &Query,
+    permit: Option<Box<Permit>>,
     format: Format,
     since: Since,
     retained: bool,
     preamble: impl FnOnce(u64) -> Bytes,
     shared: &Shared,
-    content_type: &'static str,
 ) -> Outcome {
     let filters = query.filters(&shared.broker)?;
+    may_read_all(permit.as_deref(), &filters)?;
     let broker = &shared.broker;
     // Retained messages are the state a new reader starts from; a resuming one gets
     // what it missed from the replay instead.
@@ -155,7 +163,7 @@ fn open(
     let wanted = filters.clone();
     let subscribed = broker
         .feed
-        .subscribe(filters, since, || {
+        .subscribe(filters, permit, since, || {
             if with_retained {
                 broker.retained_matching(&wanted)
             } else {
@@ -169,10 +177,13 @@ fn open(
     }
     let keepalive = Duration::from_secs(shared.web.keepalive_secs.0 as u64);
     let mut shutdown = shared.cx.shutdown.clone();
+    let content_type = format.content_type();
     let stream = EventStream {
         format,
         backlog,
-        retained: subscribed.snapshot.into(),
+        retained: (subscribed.snapshot.into_iter())
+            .filter(|message| subscribed.reader.may_read(&message.topic))
+            .collect(),
         head: subscribed.head,
         replay: subscribed.replay.into(),
         reader: subscribed.reader,
