@@ -2046,3 +2046,29 @@ async fn topics_of_the_maximum_length_work() {
     assert_eq!(got.topic.len(), 65535);
     broker.stop().await;
 }
+
+/// MQTT-3.3.5-2: a PUBLISH the ACL does not allow is acknowledged as its QoS asks
+/// (PUBACK; PUBREC, then PUBCOMP for the PUBREL) and not delivered to anyone.
+#[tokio::test]
+async fn an_unauthorised_publish_is_acknowledged_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "topic read #\ntopic write open/#\n").unwrap();
+    let broker = TestBroker::start_with(|config| config.auth.acl_file = Some(acl)).await;
+    let mut subscriber = broker.client("unauthorised-sub", true).await;
+    subscriber.subscribe(1, "#", QoS::AtLeastOnce).await;
+    let mut publisher = broker.client("unauthorised-pub", true).await;
+    for (pkid, qos) in [
+        (0, QoS::AtMostOnce),
+        (1, QoS::AtLeastOnce),
+        (2, QoS::ExactlyOnce),
+    ] {
+        // `publish` completes each QoS exchange, failing on any other answer.
+        publisher.publish("closed/x", qos, b"no", false, pkid).await;
+    }
+    publisher
+        .publish("open/x", QoS::AtLeastOnce, b"yes", false, 3)
+        .await;
+    expect_message(&mut subscriber, "open/x", b"yes").await;
+    subscriber.expect_nothing(QUIET).await;
+}

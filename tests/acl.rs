@@ -341,3 +341,67 @@ async fn patterns_fill_in_the_user_name_and_the_client_id() {
     let codes = anonymous.subscribe(1, "users/+/x", QoS::AtMostOnce).await;
     assert_eq!(codes, [v4::SubscribeReasonCode::Failure]);
 }
+
+#[tokio::test]
+async fn sighup_rereads_both_files_and_holds_connected_clients_to_the_new_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = "user alice\ntopic readwrite a/#\nuser admin\ntopic readwrite #\n";
+    write_files(dir.path(), &["alice", "admin", "carol"], before);
+    let rest = "[[listeners]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n\
+                [auth]\npassword_file = \"passwd\"\nacl_file = \"acl\"\n";
+    let mut herald = common::process::Process::start(dir.path(), rest);
+    let http = herald.wait_for_addr("http listener on ");
+
+    let mut alice = v3_client(herald.addr, "alice", Some("alice")).await;
+    alice.subscribe(1, "a/#", QoS::AtMostOnce).await;
+    let events = format!("/events?topic={}", common::web::encode("a/#"));
+    let auth = basic("alice");
+    let mut sse = Sse::open(http, &events, &[("authorization", &auth)]).await;
+    let mut admin = v3_client(herald.addr, "admin", Some("admin")).await;
+    let mut watch = v3_client(herald.addr, "watch", Some("admin")).await;
+    watch.subscribe(1, "#", QoS::AtMostOnce).await;
+    admin
+        .publish("a/closed/1", QoS::AtLeastOnce, b"before", false, 1)
+        .await;
+    expect_topic(&mut alice, "a/closed/1").await;
+    expect_topic(&mut watch, "a/closed/1").await;
+    v3_client(herald.addr, "carol", Some("carol")).await;
+
+    // Alice may now read a/open only, and write nothing; carol is gone.
+    let after = "user alice\ntopic read a/open/#\nuser admin\ntopic readwrite #\n";
+    write_files(dir.path(), &["alice", "admin"], after);
+    herald.signal("HUP");
+    herald.wait_for_log("ACL file reloaded");
+
+    admin
+        .publish("a/closed/2", QoS::AtLeastOnce, b"after", false, 2)
+        .await;
+    admin
+        .publish("a/open/3", QoS::AtLeastOnce, b"after", false, 3)
+        .await;
+    expect_topic(&mut alice, "a/open/3").await;
+    let seen = sse.until_payload("after").await;
+    let topics: Vec<String> = seen
+        .iter()
+        .map(|event| {
+            event.json()["topic"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(topics, ["a/closed/1", "a/open/3"]);
+    expect_topic(&mut watch, "a/closed/2").await;
+    expect_topic(&mut watch, "a/open/3").await;
+    alice
+        .publish("a/open/4", QoS::AtLeastOnce, b"dropped", false, 4)
+        .await;
+    watch.expect_nothing(QUIET).await;
+
+    let mut carol = RawClient::open(herald.addr).await;
+    let mut connect = common::connect_packet("carol", true, 30);
+    connect.set_login("carol", "carol");
+    carol.send_packet(connect).await;
+    let ack = carol.expect_connack().await;
+    assert_eq!(ack.code, v4::ConnectReturnCode::BadUserNamePassword);
+}
