@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use herald::config::QueueFull;
 use herald::message::Message;
 use herald::protocol::{Encoder, ProtocolVersion, QoS};
 use herald::session::{Acked, Attachment, Offer, QueueLimits, Session, SessionExpiry};
@@ -25,6 +26,7 @@ const HIGH_WATER: usize = 32 * 1024;
 const LIMITS: QueueLimits = QueueLimits {
     messages: 1000,
     bytes: 1 << 20,
+    full: QueueFull::PausePublishers,
 };
 
 /// A session with a connection attached, so QoS 0 messages are queued too.

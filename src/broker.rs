@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytestring::ByteString;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
-use crate::config::{HttpConfig, MqttConfig};
+use crate::config::{HttpConfig, MqttConfig, QueueFull};
 use crate::event_ids::EventIds;
 use crate::feed::Feed;
 use crate::keep_alive::KeepAliveQueue;
@@ -77,21 +77,26 @@ impl Hash for ById {
     }
 }
 
-/// An open connection's place within `max_connections`, given back when dropped; it
-/// also is the connection's handle on the broker.
-pub struct Admitted(Arc<Broker>);
+/// An open connection's place within `max_connections` (and its listener's, if that
+/// has a limit of its own), given back when dropped; it also is the connection's handle
+/// on the broker.
+pub struct Admitted {
+    broker: Arc<Broker>,
+    /// The place within the listener's own limit, given back when dropped.
+    _listener_place: Option<OwnedSemaphorePermit>,
+}
 
 impl Deref for Admitted {
     type Target = Arc<Broker>;
 
     fn deref(&self) -> &Arc<Broker> {
-        &self.0
+        &self.broker
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.0.admission.add_permits(1);
+        self.broker.admission.add_permits(1);
     }
 }
 
@@ -245,10 +250,18 @@ impl Broker {
         Some(queued)
     }
 
-    /// Admits one more connection, unless `max_connections` are open.
-    pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
+    /// Admits one more connection, unless `max_connections` are open, or its listener
+    /// has no more of its `places`.
+    pub fn admit(self: &Arc<Self>, places: Option<&Arc<Semaphore>>) -> Option<Admitted> {
+        let place = match places {
+            Some(places) => Some(places.clone().try_acquire_owned().ok()?),
+            None => None,
+        };
         self.admission.try_acquire().ok()?.forget();
-        Some(Admitted(self.clone()))
+        Some(Admitted {
+            broker: self.clone(),
+            _listener_place: place,
+        })
     }
 
     /// Returns once every admitted connection has ended.
@@ -693,6 +706,7 @@ impl Broker {
         QueueLimits {
             messages: self.limits.max_queued_messages,
             bytes: self.limits.max_queued_bytes,
+            full: self.limits.queue_full,
         }
     }
 
@@ -805,14 +819,27 @@ impl Broker {
         let stored = (state.stored && qos != QoS::AtMostOnce).then(|| message.clone());
         let offer = state.offer(message, share.cloned(), limits);
         let mut ticket = Ticket::NONE;
-        match offer {
-            Offer::Queued { seq, .. } => {
+        match &offer {
+            Offer::Queued { seq, .. } | Offer::Displaced { seq, .. } => {
+                let seq = *seq;
+                if let Offer::Displaced {
+                    dropped, displaced, ..
+                } = &offer
+                {
+                    self.dropped_for_full_queue(session, &mut state, *dropped);
+                    for &seq in displaced {
+                        ticket = ticket.max(self.record_if_stored(&state, || Change::Delivered {
+                            client_id: session.client_id.clone(),
+                            seq,
+                        }));
+                    }
+                }
                 if let Some(message) = stored {
-                    ticket = self.record(Change::Queued {
+                    ticket = ticket.max(self.record(Change::Queued {
                         client_id: session.client_id.clone(),
                         seq,
                         message,
-                    });
+                    }));
                 }
                 let waker = state.signal();
                 drop(state);
@@ -820,12 +847,23 @@ impl Broker {
                     waker.wake();
                 }
             }
-            Offer::QueueFull => {
-                debug!(client = %session.client_id, "queue full, message dropped")
-            }
+            Offer::QueueFull => self.dropped_for_full_queue(session, &mut state, 1),
             Offer::NotKept => {}
         }
         (offer, ticket)
+    }
+
+    /// Counts `n` messages to `session` dropped for its full queue; logs the first.
+    fn dropped_for_full_queue(&self, session: &Session, state: &mut SessionState, n: usize) {
+        metrics::counter!(crate::telemetry::MESSAGES_DROPPED, "reason" => "queue_full")
+            .increment(n as u64);
+        if !std::mem::replace(&mut state.drop_logged, true) {
+            let policy = self.limits.queue_full;
+            warn!(client = %session.client_id, connected = state.is_connected(), ?policy,
+                "queue full: messages to this client are dropped (logged once a session)");
+        } else {
+            debug!(client = %session.client_id, "queue full, message dropped");
+        }
     }
 
     /// Returns once `session`'s queue has room within `limits` (see
@@ -1012,6 +1050,7 @@ impl Broker {
         let limits = QueueLimits {
             messages: self.limits.max_queued_messages.saturating_add(max_retained),
             bytes: usize::MAX,
+            full: QueueFull::DropNew,
         };
         let ids: Vec<u32> = subscription.id.map(NonZeroU32::get).into_iter().collect();
         let now = Instant::now();
@@ -1130,6 +1169,7 @@ mod tests {
         let limits = QueueLimits {
             messages: 2,
             bytes: 1024,
+            full: QueueFull::PausePublishers,
         };
         let session = Arc::new(Session::new(
             ByteString::from_static("c"),

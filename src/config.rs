@@ -44,6 +44,10 @@ pub struct Listener {
     /// Connections from `trusted_proxies` start with a PROXY protocol v1 or v2 header.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub proxy_protocol: bool,
+    /// Connections this listener takes at once, within `mqtt.max_connections`; more
+    /// are closed as soon as they are accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<Connections>,
 }
 
 impl Listener {
@@ -77,6 +81,7 @@ impl Listener {
             tls: None,
             trusted_proxies: Vec::new(),
             proxy_protocol: false,
+            max_connections: None,
         }
     }
 }
@@ -198,6 +203,11 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Web readers (SSE and iframe streams, long polls) at once; more are refused (503).
     pub max_readers: usize,
+    /// Largest request head (request line and headers), in bytes: 431 beyond it.
+    pub max_request_head_bytes: RequestHead,
+    /// Requests one HTTP/2 connection may have open at once (SSE streams, mostly);
+    /// the client is told, and further streams are refused.
+    pub max_streams_per_connection: Streams,
 }
 
 impl Default for HttpConfig {
@@ -211,6 +221,8 @@ impl Default for HttpConfig {
             retry_ms: 2000,
             max_body_bytes: 1 << 20,
             max_readers: 100_000,
+            max_request_head_bytes: RequestHead(16 * 1024),
+            max_streams_per_connection: Streams(100),
         }
     }
 }
@@ -275,6 +287,30 @@ pub struct MqttConfig {
     /// Topic aliases an MQTT 5.0 client may set up, and the most the broker sets up
     /// towards one: 0 turns them off.
     pub max_topic_alias: u16,
+    /// PUBLISH packets one client may send a second (a second's worth at once); a
+    /// faster client is read from more slowly. 0: no limit.
+    pub max_publish_rate: u32,
+    /// Payload bytes one client may publish a second, likewise. 0: no limit.
+    pub max_publish_bytes_rate: u64,
+    /// What becomes of a message for a client whose queue is full.
+    pub queue_full: QueueFull,
+}
+
+/// What becomes of a message for a client whose queue (`max_queued_messages`,
+/// `max_queued_bytes`) is full. Either way the drop is counted and logged once per
+/// client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFull {
+    /// QoS 1/2 messages for a connected client are queued (up to twice the limits)
+    /// and their publishers pause until it has room, so nothing acknowledged is lost;
+    /// QoS 0 messages, and messages for offline clients, are dropped.
+    #[default]
+    PausePublishers,
+    /// The new message is dropped, whatever its QoS (as Mosquitto does).
+    DropNew,
+    /// The oldest message waiting is dropped to make room for the new one.
+    DropOldest,
 }
 
 impl Default for MqttConfig {
@@ -294,6 +330,9 @@ impl Default for MqttConfig {
             max_qos: MaxQos(QoS::ExactlyOnce),
             connect_timeout_secs: ConnectTimeout(10),
             max_topic_alias: 10,
+            max_publish_rate: 0,
+            max_publish_bytes_rate: 0,
+            queue_full: QueueFull::PausePublishers,
         }
     }
 }
@@ -329,6 +368,15 @@ macro_rules! bounded {
 bounded!(
     /// A maximum packet size: at least 2 bytes, at most what MQTT can frame.
     PacketSize, 2, MAX_REMAINING_LENGTH, "a packet size"
+);
+bounded!(
+    /// The largest HTTP request head: at least hyper's smallest buffer (8 KiB), at
+    /// most 1 MiB.
+    RequestHead, 8192, 1 << 20, "a request head size"
+);
+bounded!(
+    /// Concurrent requests on one HTTP/2 connection.
+    Streams, 1, 10_000, "a number of streams"
 );
 bounded!(
     /// An in-flight window: 1 to 65535 messages.

@@ -33,6 +33,7 @@ use crate::protocol::{
     connect_version, Ack, ConnAck, Connect, DecodeError, Decoder, Disconnect, Encoder, Packet,
     PropertyFields, ProtocolVersion, QoS, ReasonCode, SubAck, UnsubAck, MAX_REMAINING_LENGTH,
 };
+use crate::rate::PublishRate;
 use crate::session::{Acked, IncomingQos2, Kick, Session, SessionExpiry};
 use crate::storage::{Change, Durable, Ticket};
 use crate::topic::TopicName;
@@ -359,6 +360,7 @@ where
             Default::default()
         },
     };
+    let rate = PublishRate::new(&broker.limits, Instant::now());
     let link = link.insert(Link {
         stream,
         peer: Box::new(peer),
@@ -370,6 +372,7 @@ where
         session,
         will,
         permit,
+        rate,
         keep_alive: agreed.keep_alive,
         window: u16::try_from(window).unwrap_or(u16::MAX),
         expiry_was_none: expiry == SessionExpiry::NONE,
@@ -660,6 +663,8 @@ struct Link<S> {
     will: Option<Box<Will>>,
     /// What the ACL lets the client do; `None` without an ACL file.
     permit: Option<Box<Permit>>,
+    /// Its publish budget; `None` without a rate limit.
+    rate: Option<Box<PublishRate>>,
     /// The keep alive in force, in seconds, 0 for none.
     keep_alive: u16,
     /// QoS 1/2 messages sent to the client and not yet acknowledged: the server's
@@ -888,12 +893,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     }
 
     /// Pauses reading until `congested` has room.
+    /// Stops reading for `wait` (after any pause already begun): the client published
+    /// beyond its rate. Logged the first time.
+    fn slow_down(&mut self, wait: Duration) {
+        metrics::counter!(crate::telemetry::LIMIT_HITS, "limit" => "publish_rate").increment(1);
+        if self.rate.as_mut().is_some_and(|rate| rate.first_hit()) {
+            warn!(peer = %self.peer, client = %self.session.client_id,
+                "publish rate limit reached: reading from this client is slowed down (logged once a connection)");
+        }
+        self.stop_reading_until(tokio::time::sleep(wait));
+    }
+
     fn pause(&mut self, congested: Arc<Session>) {
         let broker = Arc::clone(&self.broker);
         let limits = broker.queue_limits();
-        self.paused = Some(Box::pin(
-            async move { broker.room(&congested, limits).await },
-        ));
+        self.stop_reading_until(async move { broker.room(&congested, limits).await });
+    }
+
+    /// Reads no more packets until `until` is done, and any pause already begun.
+    fn stop_reading_until(&mut self, until: impl Future<Output = ()> + Send + 'static) {
+        let before = self.paused.take();
+        self.paused = Some(Box::pin(async move {
+            if let Some(before) = before {
+                before.await;
+            }
+            until.await;
+        }));
         self.deadline_stale = true;
     }
 
@@ -993,6 +1018,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     fn handle(&mut self, packet: Packet) -> Result<(), Close> {
         match packet {
             Packet::Publish(publish) => {
+                let over_rate = (self.rate.as_mut())
+                    .and_then(|rate| rate.charge(publish.payload.len(), Instant::now()));
+                if let Some(wait) = over_rate {
+                    // From the next packet on: this one is handled now.
+                    self.slow_down(wait);
+                }
                 if let Some(why) = self.broker.topic_refusal(publish.topic.as_str()) {
                     return Err(Close::protocol(
                         ReasonCode::TOPIC_NAME_INVALID,

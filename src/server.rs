@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
@@ -165,6 +165,8 @@ impl Server {
                 transport,
                 proxies: Arc::new(proxies),
                 web: web.clone(),
+                places: (listener.max_connections)
+                    .map(|max| Arc::new(Semaphore::new(max.0.min(Semaphore::MAX_PERMITS)))),
             };
             background.push(tokio::spawn(accept_loop(
                 tcp,
@@ -270,6 +272,8 @@ struct Listening {
     transport: Transport,
     proxies: Arc<TrustedProxies>,
     web: Arc<HttpConfig>,
+    /// The listener's own connection limit, if it has one.
+    places: Option<Arc<Semaphore>>,
 }
 
 async fn accept_loop(
@@ -312,6 +316,7 @@ async fn serve(
         transport,
         proxies,
         web,
+        places,
     } = listening;
     // The PROXY header and the TLS handshake each get the time a client has to send
     // CONNECT.
@@ -329,7 +334,8 @@ async fn serve(
     };
     // Every connection counts, HTTP ones too (one that upgrades to WebSocket hands its
     // place on).
-    let Some(admitted) = broker.admit() else {
+    let Some(admitted) = broker.admit(places.as_ref()) else {
+        metrics::counter!(crate::telemetry::LIMIT_HITS, "limit" => "connections").increment(1);
         warn!(%peer, "connection limit reached, closing new connection");
         return;
     };

@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 
 use crate::acl::Grants;
+use crate::config::QueueFull;
 use crate::locks;
 use crate::message::{Message, OutgoingProperties, Will};
 use crate::protocol::{Ack, Encoder, Packet, PublishHeader, QoS};
@@ -177,6 +178,9 @@ pub struct SessionState {
     /// A message went beyond the queue's limits since publishers were last told of
     /// room: someone may be paused on this session.
     congested: bool,
+    /// A message to this session was dropped for a full queue, and logged: further
+    /// drops are only counted.
+    pub drop_logged: bool,
     next_seq: u64,
 }
 
@@ -202,6 +206,8 @@ pub struct QueueLimits {
     pub messages: usize,
     /// Payload bytes.
     pub bytes: usize,
+    /// What becomes of a message beyond them.
+    pub full: QueueFull,
 }
 
 /// What happened to a message offered to a session.
@@ -211,7 +217,15 @@ pub enum Offer {
     /// limits (a connected client's QoS 1/2 message, never dropped for that: its
     /// publisher is to pause until the queue has room).
     Queued { seq: u64, congested: bool },
-    /// The session's queue is full.
+    /// Queued under this sequence number in place of the oldest `dropped` messages
+    /// waiting (`QueueFull::DropOldest`); `displaced` has the sequence numbers of
+    /// those of QoS 1/2.
+    Displaced {
+        seq: u64,
+        dropped: usize,
+        displaced: Vec<u64>,
+    },
+    /// The session's queue is full: the message is dropped.
     QueueFull,
     /// The session is offline and does not keep messages of this QoS.
     NotKept,
@@ -280,6 +294,7 @@ impl Session {
                 grants: None,
                 traffic: None,
                 congested: false,
+                drop_logged: false,
                 next_seq: 0,
             }),
         }
@@ -393,15 +408,52 @@ impl SessionState {
         let size = message.payload.len();
         let over = !self.within(limits, size);
         if over {
-            let margin = QueueLimits {
-                messages: limits.messages.saturating_mul(2),
-                bytes: limits.bytes.saturating_mul(2),
-            };
-            let held_back = self.is_connected() && message.qos != QoS::AtMostOnce;
-            if !held_back || !self.within(margin, size) {
-                return Offer::QueueFull;
+            match limits.full {
+                QueueFull::PausePublishers => {
+                    let margin = QueueLimits {
+                        messages: limits.messages.saturating_mul(2),
+                        bytes: limits.bytes.saturating_mul(2),
+                        ..limits
+                    };
+                    let held_back = self.is_connected() && message.qos != QoS::AtMostOnce;
+                    if !held_back || !self.within(margin, size) {
+                        return Offer::QueueFull;
+                    }
+                }
+                QueueFull::DropNew => return Offer::QueueFull,
+                QueueFull::DropOldest => {
+                    if size > limits.bytes {
+                        return Offer::QueueFull;
+                    }
+                    let (mut dropped, mut displaced) = (0, Vec::new());
+                    while !self.within(limits, size) {
+                        let Some(oldest) = self.traffic().pop() else {
+                            break;
+                        };
+                        dropped += 1;
+                        if oldest.message.qos != QoS::AtMostOnce {
+                            displaced.push(oldest.seq);
+                        }
+                    }
+                    let seq = self.queue(message, share);
+                    return Offer::Displaced {
+                        seq,
+                        dropped,
+                        displaced,
+                    };
+                }
             }
         }
+        let seq = self.queue(message, share);
+        self.congested |= over;
+        Offer::Queued {
+            seq,
+            congested: over,
+        }
+    }
+
+    /// Puts `message` at the end of the queue under the next sequence number.
+    fn queue(&mut self, message: Message, share: Option<Arc<TopicFilter>>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.push(Queued {
@@ -409,11 +461,7 @@ impl SessionState {
             message,
             share,
         });
-        self.congested |= over;
-        Offer::Queued {
-            seq,
-            congested: over,
-        }
+        seq
     }
 
     /// Whether one more message of `size` payload bytes fits in `limits`.
@@ -865,6 +913,7 @@ mod tests {
         let limits = QueueLimits {
             messages: 1,
             bytes: 1024,
+            full: QueueFull::PausePublishers,
         };
         let session = connected_session();
         let mut state = session.lock();

@@ -9,6 +9,11 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub const WEB_READERS_CUT_OFF: &str = "herald_web_readers_cut_off_total";
 /// Web readers (SSE, iframe and long-poll requests) registered now.
 pub const WEB_READERS: &str = "herald_web_readers";
+/// Times a client reached a limit, by `limit`: `publish_rate` (it was slowed down),
+/// `connections` (refused at accept).
+pub const LIMIT_HITS: &str = "herald_limit_hits_total";
+/// Messages not delivered to a client, by `reason`: `queue_full`.
+pub const MESSAGES_DROPPED: &str = "herald_messages_dropped_total";
 
 /// The exposition of everything recorded in this process. The first call installs the
 /// recorder; where another one was installed first (an embedding program's), this

@@ -99,7 +99,7 @@ async fn many_deliveries_leave_in_few_writes() {
         inner: server_side,
         writes: writes.clone(),
     };
-    tokio::spawn(serve(counted, peer, broker.admit().unwrap(), context()));
+    tokio::spawn(serve(counted, peer, broker.admit(None).unwrap(), context()));
     let connect = common::connect_packet("batched", true, 0);
     let mut subscribe = v4::Subscribe::new("b", mqttbytes::QoS::AtMostOnce);
     subscribe.pkid = 1;
@@ -118,7 +118,12 @@ async fn many_deliveries_leave_in_few_writes() {
 
     // One publisher burst of MESSAGES small PUBLISHes, in a single write.
     let (mut publisher, server_side) = tokio::io::duplex(4 << 20);
-    tokio::spawn(serve(server_side, peer, broker.admit().unwrap(), context()));
+    tokio::spawn(serve(
+        server_side,
+        peer,
+        broker.admit(None).unwrap(),
+        context(),
+    ));
     let mut burst = encode(&[&common::connect_packet("burst", true, 0)]);
     for i in 0..MESSAGES {
         v4::Publish::new("b", mqttbytes::QoS::AtMostOnce, i.to_string())

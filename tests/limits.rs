@@ -542,3 +542,234 @@ async fn a_filter_repeated_in_one_subscribe_replays_retained_messages_once() {
     sub.expect_nothing(Duration::from_millis(300)).await;
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_listener_takes_no_more_than_its_own_max_connections() {
+    let broker = TestBroker::start_with(|c| {
+        c.listeners[0].max_connections = Some(herald::config::Connections(2));
+    })
+    .await;
+    let first = broker.client("one", true).await;
+    let _second = broker.client("two", true).await;
+    let mut third = broker.raw().await;
+    third.send_packet(connect_packet("three", true, 30)).await;
+    third.expect_closed().await;
+    first.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    broker.client("four", true).await;
+}
+
+/// PUBACKs for a burst of `count` QoS 1 messages: how many came within the first
+/// second, and after how long all had come.
+async fn acks_over_time(client: &mut common::RawClient, count: u16) -> (usize, Duration) {
+    let start = std::time::Instant::now();
+    let (mut in_first_second, mut acked) = (0, 0);
+    while acked < usize::from(count) {
+        match client.recv_within(Duration::from_secs(10)).await {
+            Some(v4::Packet::PubAck(_)) => {
+                acked += 1;
+                if start.elapsed() < Duration::from_secs(1) {
+                    in_first_second += 1;
+                }
+            }
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    (in_first_second, start.elapsed())
+}
+
+#[tokio::test]
+async fn a_client_beyond_its_publish_rate_is_slowed_down_and_loses_nothing() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_publish_rate = 20).await;
+    let mut subscriber = broker.client("rate-sub", true).await;
+    subscriber.subscribe(1, "rate/#", QoS::AtLeastOnce).await;
+    let mut fast = broker.client("rate-pub", true).await;
+    fast.send(&common::qos1_burst("rate/x", 60)).await;
+    let (in_first_second, all) = acks_over_time(&mut fast, 60).await;
+    // A second's worth (20) at once, then 20 a second: 40 in the first second, and 60
+    // take 2 s (without the limit, all 60 come at once).
+    assert!(
+        in_first_second <= 42,
+        "{in_first_second} in the first second"
+    );
+    assert!(all >= Duration::from_millis(1800), "all 60 after {all:?}");
+    let received = subscriber.receive_completing(60).await;
+    let ids: Vec<u16> = received
+        .iter()
+        .map(|p| u16::from_be_bytes([p.payload[0], p.payload[1]]))
+        .collect();
+    assert_eq!(ids, (1..=60).collect::<Vec<u16>>());
+    // Another client is not slowed by it.
+    let mut other = broker.client("rate-other", true).await;
+    other.send(&common::qos1_burst("rate/y", 20)).await;
+    let (in_first_second, _) = acks_over_time(&mut other, 20).await;
+    assert_eq!(in_first_second, 20);
+}
+
+#[tokio::test]
+async fn a_client_beyond_its_publish_byte_rate_is_slowed_down() {
+    let broker = TestBroker::start_with(|c| c.mqtt.max_publish_bytes_rate = 10_000).await;
+    let mut fast = broker.client("bytes-pub", true).await;
+    let mut burst = bytes::BytesMut::new();
+    for pkid in 1..=6u16 {
+        let mut publish = v4::Publish::new("bytes/x", QoS::AtLeastOnce, vec![7u8; 5000]);
+        publish.pkid = pkid;
+        publish.encode(&mut burst);
+    }
+    fast.send(&burst).await;
+    // 10,000 bytes at once, then 10,000 a second: 30,000 take 2 s.
+    let (in_first_second, all) = acks_over_time(&mut fast, 6).await;
+    assert!(
+        in_first_second <= 4,
+        "{in_first_second} in the first second"
+    );
+    assert!(all >= Duration::from_millis(1500), "all after {all:?}");
+}
+
+/// The ids (payloads) an offline session with a queue of 3 gets back after 5 QoS 1
+/// messages were published to it, under `policy`; and the dropped count's growth.
+async fn queue_full_outcome(policy: herald::config::QueueFull) -> (Vec<u8>, f64) {
+    let (broker, http) = TestBroker::start_with_http(|c| {
+        c.mqtt.max_queued_messages = 3;
+        c.mqtt.queue_full = policy;
+    })
+    .await;
+    let dropped_before = dropped_count(http).await;
+    let mut sub = broker.client("queue-full", false).await;
+    sub.subscribe(1, "q", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+    let mut publisher = broker.client("queue-full-pub", true).await;
+    for i in 1..=5u8 {
+        publisher
+            .publish("q", QoS::AtLeastOnce, &[i], false, u16::from(i))
+            .await;
+    }
+    let dropped = dropped_count(http).await - dropped_before;
+    let mut sub = broker.raw().await;
+    assert!(sub.connect("queue-full", false).await.session_present);
+    let received = sub.receive_completing(3).await;
+    sub.expect_nothing(Duration::from_millis(300)).await;
+    (received.iter().map(|p| p.payload[0]).collect(), dropped)
+}
+
+/// `herald_messages_dropped_total{reason="queue_full"}` as `/metrics` says (the
+/// recorder is the process's: other tests may add to it, never take away).
+async fn dropped_count(http: std::net::SocketAddr) -> f64 {
+    let text = common::web::get(http, "/metrics").await.text();
+    text.lines()
+        .find(|line| line.starts_with("herald_messages_dropped_total{reason=\"queue_full\"}"))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_the_new_or_the_oldest_message_as_configured_and_counts_it() {
+    use herald::config::QueueFull;
+    let (kept, dropped) = queue_full_outcome(QueueFull::DropNew).await;
+    assert_eq!(kept, [1, 2, 3]);
+    assert!(dropped >= 2.0, "{dropped}");
+    let (kept, dropped) = queue_full_outcome(QueueFull::DropOldest).await;
+    assert_eq!(kept, [3, 4, 5]);
+    assert!(dropped >= 2.0, "{dropped}");
+}
+
+/// Bytes no well-behaved client sends, of several kinds, from a seed: noise, a CONNECT
+/// followed by noise, an HTTP request, a packet announcing more than it brings, and a
+/// PUBLISH before any CONNECT.
+fn garbage(seed: u32) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect()
+    };
+    match seed % 5 {
+        0 => noise(1 + seed as usize % 200),
+        1 => [connect_packet("junk", true, 30).to_bytes(), noise(64)].concat(),
+        2 => b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        3 => [&[0x10, 0xff, 0xff, 0xff, 0x7f][..], &noise(32)].concat(),
+        _ => v4::Publish::new("a", QoS::AtMostOnce, noise(8)).to_bytes(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_garbage_connections_cost_a_qos1_exchange_nothing() {
+    const GARBAGE: u32 = 5000;
+    const AT_ONCE: usize = 100;
+    const MESSAGES: u32 = 400;
+    let broker = TestBroker::start_with(|c| c.mqtt.connect_timeout_secs.0 = 2).await;
+    let addr = broker.addr;
+    let mut subscriber = broker.client("legit-sub", true).await;
+    subscriber.subscribe(1, "legit", QoS::AtLeastOnce).await;
+    let mut publisher = broker.client("legit-pub", true).await;
+
+    let flood = tokio::spawn(async move {
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
+        let mut tasks = Vec::new();
+        for seed in 0..GARBAGE {
+            let permit = permits.clone().acquire_owned().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let _permit = permit;
+                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                // The broker may close before taking it all.
+                let _ = stream.write_all(&garbage(seed)).await;
+                // Most hang up; some stay silent, for the connect timeout to end.
+                if seed % 50 != 0 {
+                    let _ = stream.shutdown().await;
+                }
+                let mut sink = [0u8; 256];
+                let closed = tokio::time::timeout(Duration::from_secs(10), async {
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                })
+                .await;
+                assert!(closed.is_ok(), "garbage connection {seed} was left open");
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+
+    // QoS 1 messages, numbered, one after the other until the flood is over (and at
+    // least MESSAGES); the subscriber checks each arrives, once and in order.
+    let publishing = async {
+        let mut n: u32 = 0;
+        while n < MESSAGES || !flood.is_finished() {
+            n += 1;
+            let pkid = (n % 60_000 + 1) as u16;
+            publisher
+                .publish("legit", QoS::AtLeastOnce, &n.to_be_bytes(), false, pkid)
+                .await;
+        }
+        publisher
+            .publish("legit", QoS::AtLeastOnce, b"end", false, 60_002)
+            .await;
+        n
+    };
+    let receiving = async {
+        let mut expected: u32 = 1;
+        loop {
+            let publish = subscriber.receive_completing(1).await.remove(0);
+            if publish.payload[..] == b"end"[..] {
+                return expected - 1;
+            }
+            let n = u32::from_be_bytes(publish.payload[..4].try_into().unwrap());
+            assert_eq!(n, expected, "message {expected} lost or out of order");
+            expected += 1;
+        }
+    };
+    let (sent, received) = tokio::time::timeout(Duration::from_secs(120), async {
+        tokio::join!(publishing, receiving)
+    })
+    .await
+    .expect("the exchange goes on during the flood");
+    assert_eq!(sent, received);
+    flood.await.unwrap();
+    // Still serving.
+    broker.client("after-the-flood", true).await;
+}

@@ -11,7 +11,7 @@
 //! the listener's own) may use the API; a request from any other origin is refused.
 
 mod publish;
-mod query;
+pub mod query;
 mod read;
 mod render;
 mod stream;
@@ -40,12 +40,6 @@ use crate::config::HttpConfig;
 use crate::connection::Context;
 use crate::proxy::TrustedProxies;
 use crate::topic::TopicFilter;
-
-/// Largest request head (request line and headers) read.
-const MAX_HEAD: usize = 16 * 1024;
-
-/// Most requests one HTTP/2 connection may have open at once (SSE streams, mostly).
-const MAX_H2_STREAMS: u32 = 100;
 
 /// What the requests of one HTTP connection share.
 struct Shared {
@@ -90,6 +84,8 @@ pub async fn serve<S>(
     let mut shutdown = cx.shutdown.clone();
     let broker = Arc::clone(&admitted);
     let limit = Duration::from_secs(broker.limits.connect_timeout_secs.0 as u64);
+    let head = web.max_request_head_bytes.0;
+    let streams = u32::try_from(web.max_streams_per_connection.0).unwrap_or(u32::MAX);
     let shared = Arc::new(Shared {
         broker,
         web,
@@ -107,12 +103,12 @@ pub async fn serve<S>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limit)
-        .max_buf_size(MAX_HEAD);
+        .max_buf_size(head);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_H2_STREAMS)
-        .max_header_list_size(MAX_HEAD as u32);
+        .max_concurrent_streams(streams)
+        .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let served = tokio::select! {

@@ -201,3 +201,14 @@ async fn readers_beyond_the_limit_are_refused_until_one_leaves() {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_head_over_max_request_head_bytes_gets_431() {
+    let (_broker, http) = start(|c| c.http.max_request_head_bytes.0 = 8192).await;
+    let big = "a".repeat(10_000);
+    let answer = call(http, Method::GET, "/healthz", &[("x-big", &big)], "").await;
+    assert_eq!(answer.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let small = "a".repeat(6000);
+    let answer = call(http, Method::GET, "/healthz", &[("x-small", &small)], "").await;
+    assert_eq!(answer.status, StatusCode::OK);
+}

@@ -107,3 +107,24 @@ async fn the_https_listener_offers_http2_by_alpn() {
     assert_eq!(plain.get_ref().1.alpn_protocol(), None);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn one_connection_has_at_most_max_streams_per_connection_open() {
+    let (_broker, http) = start(|c| c.http.max_streams_per_connection.0 = 2).await;
+    let mut sender = h2(TcpStream::connect(http).await.unwrap()).await;
+    let open = |n: usize| {
+        Request::get(format!("http://{http}/events?topic=streams/{n}"))
+            .body(Empty::new())
+            .unwrap()
+    };
+    let first = sender.send_request(open(1)).await.unwrap();
+    let _second = sender.send_request(open(2)).await.unwrap();
+    // The server said two: the client holds the third back…
+    let mut third = Box::pin(sender.send_request(open(3)));
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(500), &mut third).await;
+    assert!(waited.is_err(), "a third stream opened");
+    // …until one of the two ends.
+    drop(first);
+    let third = tokio::time::timeout(WAIT, third).await.unwrap().unwrap();
+    assert_eq!(third.status(), 200);
+}
