@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytestring::ByteString;
@@ -274,7 +274,6 @@ impl AccessControl {
             user: user.map(ByteString::from),
             client: client.map(ByteString::from),
             current: Mutex::new((u64::MAX, Arc::new(Grants { rules: Vec::new() }))),
-            refused: AtomicBool::new(false),
         };
         permit.refresh();
         Some(Box::new(permit))
@@ -296,8 +295,6 @@ pub struct Permit {
     user: Option<ByteString>,
     client: Option<ByteString>,
     current: Mutex<(u64, Arc<Grants>)>,
-    /// Something was refused already: further refusals are not logged.
-    refused: AtomicBool,
 }
 
 impl Permit {
@@ -318,11 +315,6 @@ impl Permit {
             .access
             .compute(self.user.as_deref(), self.client.as_deref());
         Some(current.1.clone())
-    }
-
-    /// Whether this is the client's first refusal, the one to log.
-    pub fn first_refusal(&self) -> bool {
-        !self.refused.swap(true, Ordering::Relaxed)
     }
 
     pub fn user(&self) -> Option<&str> {

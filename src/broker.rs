@@ -112,6 +112,16 @@ struct Delivery<'a> {
     share: Option<&'a Arc<crate::topic::TopicFilter>>,
 }
 
+/// What a SUBSCRIBE led to.
+pub struct SubscribeOutcome {
+    /// One a filter: the QoS granted, or why it was refused.
+    pub codes: Vec<ReasonCode>,
+    /// What the SUBACK waits for.
+    pub ticket: Ticket,
+    /// The first filter refused, and why, for the log.
+    pub refused: Option<String>,
+}
+
 /// A session as handed to a newly accepted connection.
 pub struct Attached {
     pub session: Arc<Session>,
@@ -904,7 +914,7 @@ impl Broker {
         session: &Arc<Session>,
         filters: &[(ByteString, SubscriptionOptions)],
         id: Option<NonZeroU32>,
-    ) -> (Vec<ReasonCode>, Ticket) {
+    ) -> SubscribeOutcome {
         // A filter repeated later in the same packet replaces its subscription at once,
         // so retained messages are sent only for its last occurrence.
         let mut seen = HashSet::with_capacity(filters.len());
@@ -928,12 +938,11 @@ impl Broker {
                 }
             })
             .collect();
-        // One line a packet, however many filters it refuses.
-        if let Some((filter, why)) = refused {
-            let count = codes.iter().filter(|c| c.is_error()).count();
-            warn!(client = %session.client_id, %filter, count, "subscription refused: {why}");
+        SubscribeOutcome {
+            codes,
+            ticket,
+            refused: refused.map(|(filter, why)| format!("{filter}: {why}")),
         }
-        (codes, ticket)
     }
 
     /// One filter of a SUBSCRIBE: the granted QoS, or the reason code refusing it and

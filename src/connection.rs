@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::acl::{AccessControl, Permit};
 use crate::auth::Authenticator;
-use crate::broker::{Admitted, Attached, Broker, Published};
+use crate::broker::{Admitted, Attached, Broker, Published, SubscribeOutcome};
 use crate::config::MqttConfig;
 use crate::message::{Message, MessageProperties, Will};
 use crate::protocol::{
@@ -373,6 +373,7 @@ where
         will,
         permit,
         rate,
+        refusal_logged: false,
         keep_alive: agreed.keep_alive,
         window: u16::try_from(window).unwrap_or(u16::MAX),
         expiry_was_none: expiry == SessionExpiry::NONE,
@@ -665,6 +666,8 @@ struct Link<S> {
     permit: Option<Box<Permit>>,
     /// Its publish budget; `None` without a rate limit.
     rate: Option<Box<PublishRate>>,
+    /// A refusal of something the client asked for was logged.
+    refusal_logged: bool,
     /// The keep alive in force, in seconds, 0 for none.
     keep_alive: u16,
     /// QoS 1/2 messages sent to the client and not yet acknowledged: the server's
@@ -999,16 +1002,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
 
     /// Whether the ACL lets the client publish to `topic`; logs the client's first
     /// refusal.
-    fn may_publish(&self, topic: &TopicName) -> bool {
+    fn may_publish(&mut self, topic: &TopicName) -> bool {
         let Some(permit) = &self.permit else {
             return true;
         };
-        let allowed = permit.grants().may_write(topic);
-        if !allowed && permit.first_refusal() {
-            warn!(peer = %self.peer, client = %self.session.client_id, user = permit.user().unwrap_or_default(), %topic,
-                "publish refused by the ACL (further refusals to this client are not logged)");
+        if permit.grants().may_write(topic) {
+            return true;
         }
-        allowed
+        let user = permit.user().unwrap_or_default().to_owned();
+        self.refused(format_args!(
+            "publish to {topic} refused by the ACL (user {user:?})"
+        ));
+        false
+    }
+
+    /// Logs the first refusal of something the client asked for (a subscription, a
+    /// publish): a client that keeps asking is not logged again.
+    fn refused(&mut self, what: std::fmt::Arguments<'_>) {
+        if !std::mem::replace(&mut self.refusal_logged, true) {
+            warn!(peer = %self.peer, client = %self.session.client_id,
+                "{what} (further refusals to this client are not logged)");
+        }
     }
 
     fn send(&mut self, packet: &Packet) {
@@ -1180,11 +1194,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                         "No Local on a shared subscription",
                     ));
                 }
-                let (codes, ticket) = self.broker.subscribe(
+                let SubscribeOutcome {
+                    codes,
+                    ticket,
+                    refused,
+                } = self.broker.subscribe(
                     &self.session,
                     &subscribe.filters,
                     id.and_then(std::num::NonZeroU32::new),
                 );
+                if let Some(refused) = refused {
+                    self.refused(format_args!("subscription refused: {refused}"));
+                }
                 let ack = SubAck {
                     pkid: subscribe.pkid,
                     codes,

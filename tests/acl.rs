@@ -405,3 +405,31 @@ async fn sighup_rereads_both_files_and_holds_connected_clients_to_the_new_rules(
     let ack = carol.expect_connack().await;
     assert_eq!(ack.code, v4::ConnectReturnCode::BadUserNamePassword);
 }
+
+#[tokio::test]
+async fn refusals_are_logged_once_a_client_with_its_id_and_address() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("acl"), "topic read a/#\n").unwrap();
+    let rest = "[auth]\nallow_anonymous = true\nacl_file = \"acl\"\n";
+    let mut herald = common::process::Process::start(dir.path(), rest);
+    let mut client = v3_client(herald.addr, "pushy", None).await;
+    for pkid in 1..=3 {
+        client.subscribe(pkid, "#", QoS::AtMostOnce).await;
+        client
+            .publish("a/x", QoS::AtLeastOnce, b"no", false, pkid)
+            .await;
+    }
+    let first = herald.wait_for_log("refused");
+    assert!(
+        first.contains("pushy") && first.contains("127.0.0.1:"),
+        "{first}"
+    );
+    client.disconnect().await;
+    tokio::time::sleep(QUIET).await;
+    let more: Vec<String> = herald
+        .drain_log()
+        .into_iter()
+        .filter(|line| line.contains("refused"))
+        .collect();
+    assert!(more.is_empty(), "{more:#?}");
+}
