@@ -23,12 +23,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use bytestring::ByteString;
 
 use crate::config::AuthConfig;
-use crate::locks::{lock, read, write};
+use crate::locks::{read, write};
 use crate::topic::{TopicFilter, TopicName};
 
 /// What one rule allows, or `Deny`.
@@ -191,10 +191,18 @@ impl Grants {
         self.may(topic, Access::writes)
     }
 
+    /// One pass over the rules: a matching deny refuses, else a matching grant allows.
     fn may(&self, topic: &TopicName, grants: fn(Access) -> bool) -> bool {
-        let matching = || self.rules.iter().filter(|(_, f)| f.matches(topic));
-        !matching().any(|(access, _)| *access == Access::Deny)
-            && matching().any(|(access, _)| grants(*access))
+        let mut granted = false;
+        for (access, filter) in &self.rules {
+            if (*access == Access::Deny || !granted && grants(*access)) && filter.matches(topic) {
+                if *access == Access::Deny {
+                    return false;
+                }
+                granted = true;
+            }
+        }
+        granted
     }
 
     /// Whether a subscription to `filter` (a shared one: to its inner filter) may be
@@ -262,21 +270,23 @@ impl AccessControl {
     }
 
     /// What a client logged in as `user` (none: anonymous) with `client` as its id is
-    /// allowed, kept up to date across reloads; `None` without an ACL file.
+    /// allowed, to be kept up to date across reloads with [`Permit::refresh`]; `None`
+    /// without an ACL file.
     pub fn permit(
         self: &Arc<Self>,
         user: Option<&str>,
         client: Option<&str>,
     ) -> Option<Box<Permit>> {
         self.file.as_ref()?;
-        let permit = Permit {
+        let (user, client) = (user.map(ByteString::from), client.map(ByteString::from));
+        let (generation, grants) = self.compute(user.as_deref(), client.as_deref());
+        Some(Box::new(Permit {
             access: self.clone(),
-            user: user.map(ByteString::from),
-            client: client.map(ByteString::from),
-            current: Mutex::new((u64::MAX, Arc::new(Grants { rules: Vec::new() }))),
-        };
-        permit.refresh();
-        Some(Box::new(permit))
+            user,
+            client,
+            generation,
+            grants,
+        }))
     }
 
     fn compute(&self, user: Option<&str>, client: Option<&str>) -> (u64, Arc<Grants>) {
@@ -289,32 +299,30 @@ impl AccessControl {
     }
 }
 
-/// One client's grants, computed again after each reload.
+/// One client's grants, and who they were computed for.
 pub struct Permit {
     access: Arc<AccessControl>,
     user: Option<ByteString>,
     client: Option<ByteString>,
-    current: Mutex<(u64, Arc<Grants>)>,
+    /// The reload the grants were computed after.
+    generation: u64,
+    grants: Arc<Grants>,
 }
 
 impl Permit {
-    /// The grants under the rules now in force.
-    pub fn grants(&self) -> Arc<Grants> {
-        self.refresh()
-            .unwrap_or_else(|| lock(&self.current).1.clone())
+    /// The grants as last computed (see [`Permit::refresh`]).
+    pub fn grants(&self) -> &Arc<Grants> {
+        &self.grants
     }
 
-    /// The new grants if the rules were reloaded since they were last computed.
-    pub fn refresh(&self) -> Option<Arc<Grants>> {
-        let generation = self.access.generation.load(Ordering::Acquire);
-        let mut current = lock(&self.current);
-        if current.0 == generation {
+    /// Computes the grants again if the rules were reloaded since; the new ones if so.
+    pub fn refresh(&mut self) -> Option<&Arc<Grants>> {
+        if self.access.generation.load(Ordering::Acquire) == self.generation {
             return None;
         }
-        *current = self
-            .access
-            .compute(self.user.as_deref(), self.client.as_deref());
-        Some(current.1.clone())
+        (self.generation, self.grants) =
+            (self.access).compute(self.user.as_deref(), self.client.as_deref());
+        Some(&self.grants)
     }
 
     pub fn user(&self) -> Option<&str> {

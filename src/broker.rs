@@ -14,6 +14,7 @@ use bytestring::ByteString;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
+use crate::acl::Grants;
 use crate::config::{HttpConfig, MqttConfig, QueueFull};
 use crate::event_ids::EventIds;
 use crate::feed::Feed;
@@ -894,6 +895,18 @@ impl Broker {
     /// Tells paused publishers to look at their congested queues again.
     pub fn room_made(&self) {
         self.room.notify_waiters();
+    }
+
+    /// Holds `session` to `grants` from now on (see `SessionState::set_grants`); what
+    /// they drop from its queue is forgotten in storage too.
+    pub fn set_grants(&self, session: &Session, grants: Arc<Grants>) {
+        let mut state = session.lock();
+        for seq in state.set_grants(grants) {
+            self.record_if_stored(&state, || Change::Delivered {
+                client_id: session.client_id.clone(),
+                seq,
+            });
+        }
     }
 
     /// The queued message `seq` of `session` was acknowledged (or dropped): forget it.

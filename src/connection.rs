@@ -326,8 +326,8 @@ where
         }
     };
     if let Some(permit) = &permit {
-        // Before anything is sent: what was queued meanwhile is checked as it goes out.
-        session.lock().grants = Some(permit.grants());
+        // Before anything is sent; what was queued for it before is checked too.
+        broker.set_grants(&session, permit.grants().clone());
     }
     info!(
         %peer,
@@ -928,6 +928,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// Logs why the connection ended, tells an MQTT 5.0 client why where there is a
     /// reason code for it, publishes the will where due, detaches and closes.
     async fn close(&mut self, close: Close) {
+        self.refresh_grants();
         let (peer, client_id) = (*self.peer, &self.session.client_id);
         match &close {
             Close::Disconnect { .. } | Close::PeerClosed | Close::Shutdown | Close::TakenOver => {
@@ -995,8 +996,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
 
     /// After the ACL file was reloaded, holds the session to the new rules.
     fn refresh_grants(&mut self) {
-        if let Some(fresh) = self.permit.as_ref().and_then(|p| p.refresh()) {
-            self.session.lock().grants = Some(fresh);
+        if let Some(fresh) = self.permit.as_mut().and_then(|p| p.refresh()) {
+            let fresh = fresh.clone();
+            self.broker.set_grants(&self.session, fresh);
         }
     }
 

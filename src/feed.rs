@@ -348,7 +348,7 @@ impl Feed {
         let reader = Arc::new(Reader {
             id: state.next_reader,
             filters,
-            permit,
+            permit: permit.map(Mutex::new),
             queue: Mutex::new(Queue::default()),
         });
         for filter in &reader.filters {
@@ -393,7 +393,7 @@ pub struct Reader {
     id: u64,
     filters: Vec<TopicFilter>,
     /// What the ACL lets the reader read; `None` without an ACL file.
-    permit: Option<Box<Permit>>,
+    permit: Option<Mutex<Box<Permit>>>,
     queue: Mutex<Queue>,
 }
 
@@ -420,9 +420,11 @@ impl Reader {
 
     /// Whether the ACL, as it stands now, lets the reader read `topic`.
     pub fn may_read(&self, topic: &TopicName) -> bool {
-        self.permit
-            .as_ref()
-            .map_or(true, |permit| permit.grants().may_read(topic))
+        self.permit.as_ref().map_or(true, |permit| {
+            let mut permit = lock(permit);
+            permit.refresh();
+            permit.grants().may_read(topic)
+        })
     }
 
     fn offer(&self, event: &Arc<Event>, size: usize, limit: usize) {

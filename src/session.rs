@@ -170,7 +170,7 @@ pub struct SessionState {
     pub attachment: Option<Attachment>,
     pub subscriptions: HashMap<TopicFilter, Subscription>,
     /// What the client may read, as the ACL says for whoever attached last: messages it
-    /// may not are neither queued nor sent. `None` without an ACL file, and for a
+    /// may not are not queued (see `set_grants`). `None` without an ACL file, and for a
     /// session restored from storage until a client attaches.
     pub grants: Option<Arc<Grants>>,
     /// Boxed, and only while anything is in motion: an idle session holds none of it.
@@ -229,15 +229,6 @@ pub enum Offer {
     QueueFull,
     /// The session is offline and does not keep messages of this QoS.
     NotKept,
-}
-
-/// Where a drain writes to, and how much it may.
-struct Outlet<'a> {
-    window: usize,
-    encoder: &'a mut Encoder,
-    out: &'a mut BytesMut,
-    high_water: usize,
-    grants: Option<&'a Grants>,
 }
 
 /// What one drain moved: see `SessionState::drain`.
@@ -559,6 +550,30 @@ impl SessionState {
         self.traffic().push(queued);
     }
 
+    /// Holds the session to `grants` from now on (a client attached, or the ACL was
+    /// reloaded): messages waiting that they do not let the client read are dropped.
+    /// Returns the sequence numbers of those of QoS 1/2, which count as done.
+    pub fn set_grants(&mut self, grants: Arc<Grants>) -> Vec<u64> {
+        let mut dropped = Vec::new();
+        if let Some(traffic) = self.traffic.as_deref_mut() {
+            traffic.pending.retain(|queued| {
+                let readable = grants.may_read(&queued.message.topic);
+                if !readable && queued.message.qos != QoS::AtMostOnce {
+                    dropped.push(queued.seq);
+                }
+                readable
+            });
+            traffic.pending_bytes = traffic
+                .pending
+                .iter()
+                .map(|q| q.message.payload.len())
+                .sum();
+        }
+        self.grants = Some(grants);
+        self.settle();
+        dropped
+    }
+
     /// A connection resumed the session: every unacknowledged message is to be sent
     /// again, with its original packet id, before anything new (see `drain`).
     pub fn resend_inflight(&mut self) {
@@ -573,9 +588,8 @@ impl SessionState {
     /// Moves messages onto the wire while `out` is below `high_water` and the in-flight
     /// window of `window` QoS 1/2 messages has room: first those to send again on a
     /// resumed session (PUBLISH with DUP set, or PUBREL where PUBREC already arrived),
-    /// then pending ones. Messages that expired while waiting, those too large for the
-    /// client, and those its grants do not let it read, are dropped: those of QoS 1/2
-    /// count as done. A stored session also
+    /// then pending ones. Messages that expired while waiting, and those too large for
+    /// the client, are dropped: those of QoS 1/2 count as done. A stored session also
     /// learns which QoS 1/2 messages were sent first, with which packet id.
     pub fn drain(
         &mut self,
@@ -589,15 +603,7 @@ impl SessionState {
             return drained;
         };
         let sent = self.stored.then_some(&mut drained.sent);
-        let grants = self.grants.as_deref();
-        let to = Outlet {
-            window,
-            encoder,
-            out,
-            high_water,
-            grants,
-        };
-        traffic.drain(to, &mut drained.dropped, sent);
+        traffic.drain(window, encoder, out, high_water, &mut drained.dropped, sent);
         self.settle();
         drained
     }
@@ -707,17 +713,13 @@ impl Traffic {
 
     fn drain(
         &mut self,
-        to: Outlet,
+        window: usize,
+        encoder: &mut Encoder,
+        out: &mut BytesMut,
+        high_water: usize,
         dropped: &mut Vec<u64>,
         mut first_sends: Option<&mut Vec<Sent>>,
     ) {
-        let Outlet {
-            window,
-            encoder,
-            out,
-            high_water,
-            grants,
-        } = to;
         let now = Instant::now();
         if self.resends > 0 {
             self.resend(window, encoder, out, high_water, now, dropped);
@@ -740,7 +742,6 @@ impl Traffic {
             };
             let pkid = if stage.is_some() { self.next_pkid() } else { 0 };
             let sent = !queued.message.expired(now)
-                && grants.map_or(true, |g| g.may_read(&queued.message.topic))
                 && publish(encoder, &queued.message, pkid, false, now, out);
             if !sent {
                 if stage.is_some() {

@@ -366,6 +366,19 @@ async fn sighup_rereads_both_files_and_holds_connected_clients_to_the_new_rules(
     expect_topic(&mut alice, "a/closed/1").await;
     expect_topic(&mut watch, "a/closed/1").await;
     v3_client(herald.addr, "carol", Some("carol")).await;
+    // A session of alice's, offline with a message queued that it may read now.
+    let mut away = RawClient::open(herald.addr).await;
+    let mut connect = common::connect_packet("alice-away", false, 30);
+    connect.set_login("alice", "alice");
+    away.send_packet(connect).await;
+    away.expect_connack().await;
+    away.subscribe(1, "a/#", QoS::AtLeastOnce).await;
+    away.disconnect().await;
+    admin
+        .publish("a/closed/queued", QoS::AtLeastOnce, b"queued", false, 5)
+        .await;
+    expect_topic(&mut watch, "a/closed/queued").await;
+    expect_topic(&mut alice, "a/closed/queued").await;
 
     // Alice may now read a/open only, and write nothing; carol is gone.
     let after = "user alice\ntopic read a/open/#\nuser admin\ntopic readwrite #\n";
@@ -390,13 +403,24 @@ async fn sighup_rereads_both_files_and_holds_connected_clients_to_the_new_rules(
                 .to_owned()
         })
         .collect();
-    assert_eq!(topics, ["a/closed/1", "a/open/3"]);
+    assert_eq!(topics, ["a/closed/1", "a/closed/queued", "a/open/3"]);
     expect_topic(&mut watch, "a/closed/2").await;
     expect_topic(&mut watch, "a/open/3").await;
     alice
         .publish("a/open/4", QoS::AtLeastOnce, b"dropped", false, 4)
         .await;
     watch.expect_nothing(QUIET).await;
+
+    // Of what the session queued while offline, a/closed/* is no longer hers to read.
+    let mut away = RawClient::open(herald.addr).await;
+    let mut connect = common::connect_packet("alice-away", false, 30);
+    connect.set_login("alice", "alice");
+    away.send_packet(connect).await;
+    assert!(away.expect_connack().await.session_present);
+    let first = away.expect_publish().await;
+    assert_eq!(first.topic, "a/open/3", "{first:?}");
+    away.send_packet(v4::PubAck::new(first.pkid)).await;
+    away.expect_nothing(QUIET).await;
 
     let mut carol = RawClient::open(herald.addr).await;
     let mut connect = common::connect_packet("carol", true, 30);

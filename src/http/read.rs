@@ -107,11 +107,10 @@ pub fn retained(
     let query = Query::of(request.uri())?;
     let filters = query.filters(&shared.broker)?;
     may_read_all(permit.as_deref(), &filters)?;
-    let grants = permit.map(|permit| permit.grants());
     let retained = shared.broker.retained_matching(&filters);
     let messages: Vec<WebMessage> = retained
         .iter()
-        .filter(|message| grants.as_ref().map_or(true, |g| g.may_read(&message.topic)))
+        .filter(|message| (permit.as_ref()).map_or(true, |p| p.grants().may_read(&message.topic)))
         .map(|message| message_json(message, true, None))
         .collect();
     Ok(json_reply(StatusCode::OK, to_json(&messages)))
