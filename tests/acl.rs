@@ -66,15 +66,27 @@ async fn start(dir: &Path, acl: &str) -> (TestBroker, SocketAddr) {
     .await
 }
 
-/// An MQTT 3.1.1 client logged in as `user` (password: the name), or anonymous.
-async fn v3_client(addr: SocketAddr, client_id: &str, user: Option<&str>) -> RawClient {
+/// An MQTT 3.1.1 connection logged in as `user` (password: the name) with a clean
+/// session or not, and the CONNACK.
+async fn v3_login(
+    addr: SocketAddr,
+    client_id: &str,
+    user: Option<&str>,
+    clean: bool,
+) -> (RawClient, v4::ConnAck) {
     let mut client = RawClient::open(addr).await;
-    let mut connect = common::connect_packet(client_id, true, 30);
+    let mut connect = common::connect_packet(client_id, clean, 30);
     if let Some(user) = user {
         connect.set_login(user, user);
     }
     client.send_packet(connect).await;
     let ack = client.expect_connack().await;
+    (client, ack)
+}
+
+/// A clean-session MQTT 3.1.1 client logged in as `user`, or anonymous.
+async fn v3_client(addr: SocketAddr, client_id: &str, user: Option<&str>) -> RawClient {
+    let (client, ack) = v3_login(addr, client_id, user, true).await;
     assert_eq!(
         ack.code,
         v4::ConnectReturnCode::Success,
@@ -367,11 +379,7 @@ async fn sighup_rereads_both_files_and_holds_connected_clients_to_the_new_rules(
     expect_topic(&mut watch, "a/closed/1").await;
     v3_client(herald.addr, "carol", Some("carol")).await;
     // A session of alice's, offline with a message queued that it may read now.
-    let mut away = RawClient::open(herald.addr).await;
-    let mut connect = common::connect_packet("alice-away", false, 30);
-    connect.set_login("alice", "alice");
-    away.send_packet(connect).await;
-    away.expect_connack().await;
+    let (mut away, _) = v3_login(herald.addr, "alice-away", Some("alice"), false).await;
     away.subscribe(1, "a/#", QoS::AtLeastOnce).await;
     away.disconnect().await;
     admin
@@ -412,21 +420,14 @@ async fn sighup_rereads_both_files_and_holds_connected_clients_to_the_new_rules(
     watch.expect_nothing(QUIET).await;
 
     // Of what the session queued while offline, a/closed/* is no longer hers to read.
-    let mut away = RawClient::open(herald.addr).await;
-    let mut connect = common::connect_packet("alice-away", false, 30);
-    connect.set_login("alice", "alice");
-    away.send_packet(connect).await;
-    assert!(away.expect_connack().await.session_present);
+    let (mut away, ack) = v3_login(herald.addr, "alice-away", Some("alice"), false).await;
+    assert!(ack.session_present);
     let first = away.expect_publish().await;
     assert_eq!(first.topic, "a/open/3", "{first:?}");
     away.send_packet(v4::PubAck::new(first.pkid)).await;
     away.expect_nothing(QUIET).await;
 
-    let mut carol = RawClient::open(herald.addr).await;
-    let mut connect = common::connect_packet("carol", true, 30);
-    connect.set_login("carol", "carol");
-    carol.send_packet(connect).await;
-    let ack = carol.expect_connack().await;
+    let (_, ack) = v3_login(herald.addr, "carol", Some("carol"), true).await;
     assert_eq!(ack.code, v4::ConnectReturnCode::BadUserNamePassword);
 }
 

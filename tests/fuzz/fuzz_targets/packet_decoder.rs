@@ -51,42 +51,31 @@ fn compare_with_oracle(version: ProtocolVersion, bytes: &[u8], ours: &Packet) {
     }
 }
 
-fn v4_name(packet: &mqttbytes::v4::Packet) -> &'static str {
-    use mqttbytes::v4::Packet as P;
-    match packet {
-        P::Connect(_) => "CONNECT",
-        P::ConnAck(_) => "CONNACK",
-        P::Publish(_) => "PUBLISH",
-        P::PubAck(_) => "PUBACK",
-        P::PubRec(_) => "PUBREC",
-        P::PubRel(_) => "PUBREL",
-        P::PubComp(_) => "PUBCOMP",
-        P::Subscribe(_) => "SUBSCRIBE",
-        P::SubAck(_) => "SUBACK",
-        P::Unsubscribe(_) => "UNSUBSCRIBE",
-        P::UnsubAck(_) => "UNSUBACK",
-        P::PingReq => "PINGREQ",
-        P::PingResp => "PINGRESP",
-        P::Disconnect => "DISCONNECT",
-    }
+/// The name of an mqttbytes packet of module `$v`, as `Packet::name` gives ours;
+/// `$disconnect` matches its DISCONNECT (a unit variant in v4, not in v5).
+macro_rules! oracle_name {
+    ($name:ident, $v:ident, $disconnect:pat) => {
+        fn $name(packet: &mqttbytes::$v::Packet) -> &'static str {
+            use mqttbytes::$v::Packet as P;
+            match packet {
+                P::Connect(_) => "CONNECT",
+                P::ConnAck(_) => "CONNACK",
+                P::Publish(_) => "PUBLISH",
+                P::PubAck(_) => "PUBACK",
+                P::PubRec(_) => "PUBREC",
+                P::PubRel(_) => "PUBREL",
+                P::PubComp(_) => "PUBCOMP",
+                P::Subscribe(_) => "SUBSCRIBE",
+                P::SubAck(_) => "SUBACK",
+                P::Unsubscribe(_) => "UNSUBSCRIBE",
+                P::UnsubAck(_) => "UNSUBACK",
+                P::PingReq => "PINGREQ",
+                P::PingResp => "PINGRESP",
+                $disconnect => "DISCONNECT",
+            }
+        }
+    };
 }
 
-fn v5_name(packet: &mqttbytes::v5::Packet) -> &'static str {
-    use mqttbytes::v5::Packet as P;
-    match packet {
-        P::Connect(_) => "CONNECT",
-        P::ConnAck(_) => "CONNACK",
-        P::Publish(_) => "PUBLISH",
-        P::PubAck(_) => "PUBACK",
-        P::PubRec(_) => "PUBREC",
-        P::PubRel(_) => "PUBREL",
-        P::PubComp(_) => "PUBCOMP",
-        P::Subscribe(_) => "SUBSCRIBE",
-        P::SubAck(_) => "SUBACK",
-        P::Unsubscribe(_) => "UNSUBSCRIBE",
-        P::UnsubAck(_) => "UNSUBACK",
-        P::PingReq => "PINGREQ",
-        P::PingResp => "PINGRESP",
-        P::Disconnect(_) => "DISCONNECT",
-    }
-}
+oracle_name!(v4_name, v4, P::Disconnect);
+oracle_name!(v5_name, v5, P::Disconnect(_));
