@@ -113,6 +113,7 @@ impl Authenticator {
 
     /// Counts a failed login from `peer`; how long its refusal should wait.
     fn failed(&self, peer: IpAddr) -> Option<Duration> {
+        metrics::counter!(crate::telemetry::AUTH_FAILURES).increment(1);
         let now = Instant::now();
         let mut failures = lock(&self.failures);
         if failures.len() >= MAX_ADDRESSES && !failures.contains_key(&peer) {

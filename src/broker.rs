@@ -27,6 +27,7 @@ use crate::router::{Matched, Subscriber, Subscription, SubscriptionTree};
 use crate::session::{
     Attachment, DelayedWill, Kick, Offer, QueueLimits, Queued, Session, SessionExpiry, SessionState,
 };
+use crate::stats::Stats;
 use crate::storage::{
     AtomicGuard, Change, Durable, Storage, StorageError, StoredMessage, StoredSession, Ticket,
 };
@@ -52,6 +53,9 @@ pub struct Broker {
     admission: Semaphore,
     /// Every published message with its event id, for web readers.
     pub feed: Arc<Feed>,
+    /// Running totals, for `/metrics` and `$SYS`.
+    pub stats: Stats,
+    pub started: Instant,
 }
 
 /// A session in the registry, found by its client id: the id is not stored twice.
@@ -113,6 +117,19 @@ struct Delivery<'a> {
     share: Option<&'a Arc<crate::topic::TopicFilter>>,
 }
 
+/// What the broker holds at one moment: see [`Broker::census`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Census {
+    /// Sessions with a client connected, and kept for clients that are not.
+    pub online: usize,
+    pub offline: usize,
+    /// Messages waiting to be sent, and in flight, over all sessions.
+    pub queued: usize,
+    pub inflight: usize,
+    pub retained: usize,
+    pub subscriptions: usize,
+}
+
 /// What a SUBSCRIBE led to.
 pub struct SubscribeOutcome {
     /// One a filter: the QoS granted, or why it was refused.
@@ -168,6 +185,8 @@ impl Broker {
             keep_alives: Arc::default(),
             room: Notify::new(),
             admission: Semaphore::new(limits.max_connections.0),
+            stats: Stats::default(),
+            started,
             limits,
             feed: Arc::new(Feed::restore(
                 event_ids,
@@ -895,6 +914,30 @@ impl Broker {
     /// Tells paused publishers to look at their congested queues again.
     pub fn room_made(&self) {
         self.room.notify_waiters();
+    }
+
+    /// Counts what the broker holds now: sessions, messages waiting, retained
+    /// messages, subscriptions. Visits every session (for `/metrics` and `$SYS`).
+    pub fn census(&self) -> Census {
+        let mut census = Census {
+            retained: read(&self.retained).count(),
+            ..Census::default()
+        };
+        let sessions: Vec<Arc<Session>> =
+            lock(&self.sessions).iter().map(|s| s.0.clone()).collect();
+        for session in sessions {
+            let state = session.lock();
+            if state.is_connected() {
+                census.online += 1;
+            } else {
+                census.offline += 1;
+            }
+            let (queued, inflight) = state.backlog();
+            census.queued += queued;
+            census.inflight += inflight;
+            census.subscriptions += state.subscriptions.len();
+        }
+        census
     }
 
     /// Holds `session` to `grants` from now on (see `SessionState::set_grants`); what

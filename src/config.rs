@@ -294,6 +294,8 @@ pub struct MqttConfig {
     pub max_publish_bytes_rate: u64,
     /// What becomes of a message for a client whose queue is full.
     pub queue_full: QueueFull,
+    /// Seconds between updates of the `$SYS` topics; 0: none are published.
+    pub sys_interval: u32,
 }
 
 /// What becomes of a message for a client whose queue (`max_queued_messages`,
@@ -333,6 +335,7 @@ impl Default for MqttConfig {
             max_publish_rate: 0,
             max_publish_bytes_rate: 0,
             queue_full: QueueFull::PausePublishers,
+            sys_interval: 10,
         }
     }
 }
@@ -437,12 +440,23 @@ pub struct LogConfig {
     /// A tracing filter: `error`, `warn`, `info`, `debug`, `trace`, or per-module
     /// directives such as `info,herald::connection=debug`. RUST_LOG overrides it.
     pub level: String,
+    /// Lines of text, or one JSON object a line.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }

@@ -35,6 +35,7 @@ use crate::protocol::{
 };
 use crate::rate::PublishRate;
 use crate::session::{Acked, IncomingQos2, Kick, Session, SessionExpiry};
+use crate::stats::{Refused, Stats};
 use crate::storage::{Change, Durable, Ticket};
 use crate::topic::TopicName;
 
@@ -300,6 +301,11 @@ where
         Ok(agreed) => agreed,
         Err(reason) => {
             warn!(%peer, client = %connect.client_id, "connection refused: {reason}");
+            let why = match reason {
+                ReasonCode::BAD_USER_NAME_OR_PASSWORD | ReasonCode::NOT_AUTHORIZED => Refused::Auth,
+                _ => Refused::Other,
+            };
+            broker.stats.refused(why);
             refuse(&mut stream, version, reason).await;
             return;
         }
@@ -321,6 +327,7 @@ where
     } = match attached {
         Ok(attached) => attached,
         Err(reason) => {
+            broker.stats.refused(Refused::Other);
             refuse(&mut stream, version, reason).await;
             return;
         }
@@ -384,6 +391,7 @@ where
         deadline_stale: false,
         held: None,
     });
+    link.broker.stats.connected();
     let client_max = connect.properties.maximum_packet_size;
     link.hold(ticket);
     write_connack(&mut link.encoder, connack, client_max, &mut link.output);
@@ -761,6 +769,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             match Pin::new(&mut self.stream).poll_write(cx, &self.output[..writable]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(Close::PeerClosed)),
                 Poll::Ready(Ok(n)) => {
+                    Stats::add(&self.broker.stats.bytes_sent, n as u64);
                     self.output.advance(n);
                     if let Some(held) = &mut self.held {
                         held.advance(n);
@@ -777,6 +786,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             match poll_read(cx, &mut self.stream, &mut self.input, &mut self.sizing) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(Close::PeerClosed)),
                 Poll::Ready(Ok(n)) => {
+                    Stats::add(&self.broker.stats.bytes_received, n as u64);
                     self.sizing.record(n);
                     let handled = self.take_packets();
                     if self.sizing.quiet() {
@@ -864,6 +874,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             let window = usize::from(self.window);
             let before = self.output.len();
             let drained = state.drain(window, &mut self.encoder, &mut self.output, LOW_WATER);
+            self.broker.stats.sent(drained.published);
             // Recorded under the session's lock, so that no acknowledgement of these
             // messages is recorded first. A QoS 2 message goes out only once its packet
             // id is stored: sent again after a restart with another, it would be new to
@@ -928,6 +939,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// Logs why the connection ended, tells an MQTT 5.0 client why where there is a
     /// reason code for it, publishes the will where due, detaches and closes.
     async fn close(&mut self, close: Close) {
+        self.broker.stats.disconnected();
         self.refresh_grants();
         let (peer, client_id) = (*self.peer, &self.session.client_id);
         match &close {
@@ -980,14 +992,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// control packets, not stray bytes: only they (and a pause) move the deadline.
     fn take_packets(&mut self) -> Result<(), Close> {
         self.refresh_grants();
+        // Counted here and added once: the totals are shared by every connection.
+        let mut published = [0u64; 3];
+        let mut taken = Ok(());
         while self.paused.is_none() {
-            match self.decoder.decode(&mut self.input)? {
-                Some(packet) => self.handle(packet)?,
-                None => break,
+            let packet = match self.decoder.decode(&mut self.input) {
+                Ok(Some(packet)) => packet,
+                Ok(None) => break,
+                Err(e) => {
+                    taken = Err(e.into());
+                    break;
+                }
+            };
+            if let Packet::Publish(publish) = &packet {
+                published[publish.qos as usize] += 1;
+            }
+            if let Err(close) = self.handle(packet) {
+                taken = Err(close);
+                break;
             }
             self.deadline_stale = true;
         }
-        Ok(())
+        self.broker.stats.received(published);
+        taken
     }
 
     fn v5(&self) -> bool {

@@ -17,6 +17,11 @@ impl RetainedStore {
     /// Stores `message` as the topic's retained message, replacing any before it,
     /// unless it is for a new topic and `max` topics already have one. Returns whether
     /// it was stored.
+    /// Topics with a retained message.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
     pub fn set(&mut self, message: Message, max: usize) -> bool {
         let known = self
             .root

@@ -107,6 +107,11 @@ impl Server {
         if config.storage.persistence {
             background.push(tokio::spawn(persist_feed(broker.clone())));
         }
+        if config.mqtt.sys_interval > 0 {
+            let interval = Duration::from_secs(config.mqtt.sys_interval.into());
+            let sys = crate::sys::publish_every(broker.clone(), interval, shutdown_rx.clone());
+            background.push(tokio::spawn(sys));
+        }
         let mut certificates = Vec::new();
         for listener in &config.listeners {
             let addr = listener.bind;
@@ -339,6 +344,11 @@ async fn serve(
         warn!(%peer, "connection limit reached, closing new connection");
         return;
     };
+    let listener = stream
+        .local_addr()
+        .map_or_else(|_| "unknown".to_string(), |addr| addr.to_string());
+    let open = metrics::gauge!(crate::telemetry::LISTENER_CONNECTIONS, "listener" => listener);
+    open.increment(1.0);
     match transport {
         Transport::Tcp => connection::serve(stream, peer, admitted, cx).await,
         Transport::Tls(certificates) => {
@@ -353,6 +363,7 @@ async fn serve(
             }
         }
     }
+    open.decrement(1.0);
 }
 
 /// Completes the TLS handshake within `limit`; with `use_identity_as_username`, the

@@ -238,6 +238,8 @@ pub struct Drained {
     pub dropped: Vec<u64>,
     /// QoS 1/2 messages sent for the first time (stored sessions only).
     pub sent: Vec<Sent>,
+    /// PUBLISH packets written, by QoS.
+    pub published: [u32; 3],
 }
 
 /// A QoS 1/2 message sent for the first time.
@@ -550,6 +552,13 @@ impl SessionState {
         self.traffic().push(queued);
     }
 
+    /// Messages waiting to be sent, and sent but not yet acknowledged.
+    pub fn backlog(&self) -> (usize, usize) {
+        self.traffic
+            .as_deref()
+            .map_or((0, 0), |t| (t.pending.len(), t.inflight.len()))
+    }
+
     /// Holds the session to `grants` from now on (a client attached, or the ACL was
     /// reloaded): messages waiting that they do not let the client read are dropped.
     /// Returns the sequence numbers of those of QoS 1/2, which count as done.
@@ -603,7 +612,8 @@ impl SessionState {
             return drained;
         };
         let sent = self.stored.then_some(&mut drained.sent);
-        traffic.drain(window, encoder, out, high_water, &mut drained.dropped, sent);
+        let published = traffic.drain(window, encoder, out, high_water, &mut drained.dropped, sent);
+        drained.published = published;
         self.settle();
         drained
     }
@@ -719,7 +729,8 @@ impl Traffic {
         high_water: usize,
         dropped: &mut Vec<u64>,
         mut first_sends: Option<&mut Vec<Sent>>,
-    ) {
+    ) -> [u32; 3] {
+        let mut published = [0; 3];
         let now = Instant::now();
         if self.resends > 0 {
             self.resend(window, encoder, out, high_water, now, dropped);
@@ -749,6 +760,7 @@ impl Traffic {
                 }
                 continue;
             }
+            published[queued.message.qos as usize] += 1;
             if let Some(stage) = stage {
                 self.last_pkid = pkid;
                 if let Some(first_sends) = first_sends.as_deref_mut() {
@@ -766,6 +778,7 @@ impl Traffic {
                 });
             }
         }
+        published
     }
 
     /// The packet id after the last one used that no message in flight holds.

@@ -1,9 +1,12 @@
-//! Counters and gauges, recorded with the `metrics` crate and served at `GET /metrics`
-//! in Prometheus's text format.
+//! Counters, gauges and histograms, recorded with the `metrics` crate and served at
+//! `GET /metrics` in Prometheus's text format. What the broker keeps as running totals
+//! (see `stats`) and what it holds (its census) are read at each scrape.
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::broker::Broker;
 
 /// SSE and iframe streams ended because their reader fell too far behind.
 pub const WEB_READERS_CUT_OFF: &str = "herald_web_readers_cut_off_total";
@@ -14,23 +17,64 @@ pub const WEB_READERS: &str = "herald_web_readers";
 pub const LIMIT_HITS: &str = "herald_limit_hits_total";
 /// Messages not delivered to a client, by `reason`: `queue_full`.
 pub const MESSAGES_DROPPED: &str = "herald_messages_dropped_total";
+/// Failed logins (MQTT and HTTP).
+pub const AUTH_FAILURES: &str = "herald_auth_failures_total";
+/// Connections open now, by `listener` (its address).
+pub const LISTENER_CONNECTIONS: &str = "herald_listener_connections";
+/// How long each storage flush took.
+pub const STORAGE_FLUSH: &str = "herald_storage_flush_seconds";
 
-/// The exposition of everything recorded in this process. The first call installs the
-/// recorder; where another one was installed first (an embedding program's), this
-/// renders what Herald's own recorder holds, which is then nothing.
-pub fn render() -> String {
+/// Bucket bounds of the flush histogram, in seconds.
+const FLUSH_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0];
+
+fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .render()
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(STORAGE_FLUSH.into()), &FLUSH_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// The exposition of everything recorded in this process, with `broker`'s totals and
+/// census. Where another recorder was installed first (an embedding program's), only
+/// what Herald's own recorder holds, which is then nothing.
+pub fn render(broker: &Broker) -> String {
+    let handle = handle();
+    let totals = broker.stats.totals();
+    let census = broker.census();
+    metrics::gauge!("herald_uptime_seconds").set(broker.started.elapsed().as_secs_f64());
+    metrics::gauge!("herald_connections").set(totals.connected as f64);
+    metrics::counter!("herald_connections_total").absolute(totals.connections);
+    for (reason, n) in [
+        ("auth", totals.refused_auth),
+        ("other", totals.refused_other),
+    ] {
+        metrics::counter!("herald_connections_refused_total", "reason" => reason).absolute(n);
+    }
+    for (qos, (received, sent)) in ["0", "1", "2"]
+        .into_iter()
+        .zip(totals.received.into_iter().zip(totals.sent))
+    {
+        metrics::counter!("herald_messages_received_total", "qos" => qos).absolute(received);
+        metrics::counter!("herald_messages_sent_total", "qos" => qos).absolute(sent);
+    }
+    metrics::counter!("herald_received_bytes_total").absolute(totals.bytes_received);
+    metrics::counter!("herald_sent_bytes_total").absolute(totals.bytes_sent);
+    metrics::gauge!("herald_sessions", "state" => "online").set(census.online as f64);
+    metrics::gauge!("herald_sessions", "state" => "offline").set(census.offline as f64);
+    metrics::gauge!("herald_messages_queued").set(census.queued as f64);
+    metrics::gauge!("herald_messages_inflight").set(census.inflight as f64);
+    metrics::gauge!("herald_retained_messages").set(census.retained as f64);
+    metrics::gauge!("herald_subscriptions").set(census.subscriptions as f64);
+    handle.render()
 }
 
 /// Installs the recorder, so that what happens before the first scrape is counted.
 pub fn install() {
-    let _ = render();
+    let _ = handle();
 }

@@ -145,7 +145,7 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
     };
     let outcome = match (request.method(), path) {
         (&Method::GET, "/healthz") => Ok(plain(StatusCode::OK, "ok")),
-        (&Method::GET, "/metrics") => Ok(exposition()),
+        (&Method::GET, "/metrics") => Ok(exposition(&shared.broker)),
         (&Method::GET, "/mqtt") => upgrade::upgrade(request, client, shared),
         (&Method::GET, "/events") => stream::events(&request, permit, shared),
         (&Method::GET, "/iframe") => stream::iframe(&request, permit, shared),
@@ -337,8 +337,8 @@ fn plain(status: StatusCode, text: &'static str) -> Reply {
 }
 
 /// `GET /metrics`: Prometheus's text format.
-fn exposition() -> Reply {
-    let mut reply = Response::new(full(crate::telemetry::render()));
+fn exposition(broker: &Broker) -> Reply {
+    let mut reply = Response::new(full(crate::telemetry::render(broker)));
     reply.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

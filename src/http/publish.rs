@@ -76,6 +76,9 @@ pub async fn publish(
         retain,
         properties: None,
     };
+    let mut counts = [0; 3];
+    counts[qos as usize] = 1;
+    shared.broker.stats.received(counts);
     let published = shared.broker.publish(message, None);
     if let (Some(session), true) = (&published.congested, qos != QoS::AtMostOnce) {
         // As an MQTT publisher pauses, the answer waits (for a while) until the queue

@@ -140,7 +140,10 @@ fn run_writer(db: &sled::Db, commit: &GroupCommit, flush_each: bool) {
         let written = catch_unwind(AssertUnwindSafe(|| {
             write(db, &batch.changes)?;
             if flush {
+                let started = std::time::Instant::now();
                 db.flush()?;
+                metrics::histogram!(crate::telemetry::STORAGE_FLUSH)
+                    .record(started.elapsed().as_secs_f64());
             }
             Ok::<_, sled::Error>(())
         }));
