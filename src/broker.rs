@@ -15,6 +15,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::acl::Grants;
+use crate::clients::Clients;
 use crate::config::{HttpConfig, MqttConfig, QueueFull};
 use crate::event_ids::EventIds;
 use crate::feed::Feed;
@@ -55,6 +56,8 @@ pub struct Broker {
     pub feed: Arc<Feed>,
     /// Running totals, for `/metrics` and `$SYS`.
     pub stats: Stats,
+    /// Who is connected, for the dashboard.
+    pub clients: Clients,
     pub started: Instant,
 }
 
@@ -186,6 +189,7 @@ impl Broker {
             room: Notify::new(),
             admission: Semaphore::new(limits.max_connections.0),
             stats: Stats::default(),
+            clients: Clients::default(),
             started,
             limits,
             feed: Arc::new(Feed::restore(

@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::acl::{AccessControl, Permit};
 use crate::auth::Authenticator;
 use crate::broker::{Admitted, Attached, Broker, Published, SubscribeOutcome};
+use crate::clients::ConnectedClient;
 use crate::config::MqttConfig;
 use crate::message::{Message, MessageProperties, Will};
 use crate::protocol::{
@@ -195,6 +196,8 @@ pub struct Context {
     /// The user the transport has already authenticated (a TLS client certificate's
     /// common name, with `use_identity_as_username`): it replaces the CONNECT's.
     pub identity: Option<ByteString>,
+    /// The address of the listener the connection came in on.
+    pub listener: SocketAddr,
 }
 
 /// How long a closing connection may take to send its last packets.
@@ -392,6 +395,15 @@ where
         held: None,
     });
     link.broker.stats.connected();
+    link.broker.clients.connected(
+        connection_id,
+        ConnectedClient {
+            session: link.session.clone(),
+            peer,
+            protocol: version,
+            listener: cx.listener,
+        },
+    );
     let client_max = connect.properties.maximum_packet_size;
     link.hold(ticket);
     write_connack(&mut link.encoder, connack, client_max, &mut link.output);
@@ -940,6 +952,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// reason code for it, publishes the will where due, detaches and closes.
     async fn close(&mut self, close: Close) {
         self.broker.stats.disconnected();
+        self.broker.clients.disconnected(self.connection_id);
         self.refresh_grants();
         let (peer, client_id) = (*self.peer, &self.session.client_id);
         match &close {

@@ -7,6 +7,7 @@
 pub mod acl;
 pub mod auth;
 pub mod broker;
+pub mod clients;
 pub mod config;
 pub mod connection;
 mod event_ids;

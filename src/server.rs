@@ -164,6 +164,7 @@ impl Server {
                 access: access.clone(),
                 shutdown: shutdown_rx.clone(),
                 identity: None,
+                listener: addr,
             };
             let proxies = TrustedProxies::new(&listener.trusted_proxies, listener.proxy_protocol);
             let listening = Listening {

@@ -90,6 +90,7 @@ async fn many_deliveries_leave_in_few_writes() {
         access: Arc::new(AccessControl::new(&config.auth).unwrap()),
         shutdown: shutdown_rx.clone(),
         identity: None,
+        listener: "127.0.0.1:1883".parse().expect("an address"),
     };
     let peer = "127.0.0.1:9".parse().unwrap();
 

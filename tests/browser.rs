@@ -206,9 +206,17 @@ async fn mqtt_js_in_chromium_over_ws_and_wss() {
 
 /// Runs the driver with `input`; returns its results, one for each scenario.
 async fn run_in_browser(node: &Path, input: &Value) -> Vec<Value> {
+    let results = run_driver(node, "run.mjs", input).await;
+    let expected = input["scenarios"].as_array().map_or(0, Vec::len);
+    assert_eq!(results.len(), expected, "{results:?}");
+    results
+}
+
+/// Runs driver `script` with `input`; returns the JSON lines it printed.
+async fn run_driver(node: &Path, script: &str, input: &Value) -> Vec<Value> {
     // The driver's messages (and the page's console) go straight to the test's stderr.
     let run = tokio::process::Command::new(node)
-        .arg("run.mjs")
+        .arg(script)
         .arg(input.to_string())
         .current_dir(DRIVER)
         .stdin(Stdio::null())
@@ -226,13 +234,10 @@ async fn run_in_browser(node: &Path, input: &Value) -> Vec<Value> {
         output.status.success(),
         "the browser run failed: {output:?}"
     );
-    let results: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+    String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).expect("one JSON result per line"))
-        .collect();
-    let expected = input["scenarios"].as_array().map_or(0, Vec::len);
-    assert_eq!(results.len(), expected, "{results:?}");
-    results
+        .collect()
 }
 
 fn seen(qos: u8, retain: bool, payload: &[u8]) -> Seen {
@@ -392,5 +397,100 @@ async fn web_readers_in_chromium() {
     let frames = &results[2]["frames"];
     assert_eq!(payloads(frames), ["kept", "live", "</script><b>bold</b>"]);
     assert_eq!(frames[0]["retain"], true);
+    server.shutdown().await;
+}
+
+/// The dashboard at `/`, behind the password file: its client list shows the clients
+/// the test connected, its charts move with the messages they publish, and its topic
+/// explorer shows one of them arriving through `/events`. The screenshot is kept in
+/// target/dashboard.png.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_clients_rates_and_live_messages() {
+    let Some(node) = browser_tools() else {
+        return;
+    };
+    init_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let mut users = herald::passwd::PasswordFile::parse("").unwrap();
+    users.set(
+        "admin",
+        herald::passwd::PasswordHash::new(b"secret").unwrap(),
+    );
+    std::fs::write(dir.path().join("passwd"), users.to_string()).unwrap();
+    let mut config = Config::default();
+    config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
+    config.listeners.push(Listener::new(
+        ListenerProtocol::Http,
+        "127.0.0.1:0".parse().unwrap(),
+    ));
+    config.storage.persistence = false;
+    config.auth.password_file = Some(dir.path().join("passwd"));
+    let server = Server::start(&config).await.expect("broker starts");
+    let (mqtt, http) = (server.local_addrs()[0], server.local_addrs()[1]);
+
+    // Without credentials, the browser is asked for them.
+    let answer = common::web::get(http, "/").await;
+    assert_eq!(answer.status, hyper::StatusCode::UNAUTHORIZED);
+    assert!(answer.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+
+    let mut clients = Vec::new();
+    for id in ["dash-sensor", "dash-display"] {
+        let mut options = MqttOptions::new(id, mqtt.ip().to_string(), mqtt.port());
+        options.set_credentials("admin", "secret");
+        let (client, mut events) = AsyncClient::new(options, 100);
+        tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        clients.push(client);
+    }
+    let sensor = clients[0].clone();
+    let publishing = tokio::spawn(async move {
+        for n in 0u32.. {
+            let payload = format!("reading {n}");
+            if sensor
+                .publish("dash/temperature", QoS::AtMostOnce, false, payload)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
+    let input = serde_json::json!({
+        "url": format!("http://{http}/"),
+        "user": "admin",
+        "password": "secret",
+        "clients": ["dash-sensor", "dash-display"],
+        "filter": "dash/#",
+        "topic": "dash/temperature",
+        "screenshot": screenshot,
+    });
+    let seen = run_driver(&node, "dashboard.mjs", &input).await;
+    publishing.abort();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let seen = &seen[0];
+    let rows = seen["clients"].as_array().unwrap();
+    for id in ["dash-sensor", "dash-display"] {
+        let row = rows
+            .iter()
+            .find(|row| row[0] == id)
+            .unwrap_or_else(|| panic!("{id}: {rows:?}"));
+        assert!(
+            row[1].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{row:?}"
+        );
+        assert_eq!(row[2], "3.1.1");
+        assert_eq!(row[3], mqtt.to_string());
+    }
+    assert_eq!(seen["connections"], "2");
+    assert!(seen["rate_in"].as_f64().unwrap() > 0.0, "{seen}");
+    assert!(
+        seen["message"].as_str().unwrap().contains("reading "),
+        "{seen}"
+    );
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000);
     server.shutdown().await;
 }

@@ -127,7 +127,7 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
     let path = request.uri().path();
     let api = matches!(
         path,
-        "/events" | "/iframe" | "/poll" | "/retained" | "/publish"
+        "/events" | "/iframe" | "/poll" | "/retained" | "/publish" | "/" | "/clients"
     );
     let (origin, permit) = if api {
         let admitted = match allowed_origin(&request, &shared.web) {
@@ -146,6 +146,11 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
     let outcome = match (request.method(), path) {
         (&Method::GET, "/healthz") => Ok(plain(StatusCode::OK, "ok")),
         (&Method::GET, "/metrics") => Ok(exposition(&shared.broker)),
+        (&Method::GET, "/") => Ok(dashboard()),
+        (&Method::GET, "/clients") => Ok(json_reply(
+            StatusCode::OK,
+            render::to_json(&shared.broker.clients.list()),
+        )),
         (&Method::GET, "/mqtt") => upgrade::upgrade(request, client, shared),
         (&Method::GET, "/events") => stream::events(&request, permit, shared),
         (&Method::GET, "/iframe") => stream::iframe(&request, permit, shared),
@@ -337,6 +342,17 @@ fn plain(status: StatusCode, text: &'static str) -> Reply {
 }
 
 /// `GET /metrics`: Prometheus's text format.
+/// The dashboard: one page, embedded in the binary, that reads `/metrics`, `/clients`
+/// and `/events` of its own origin.
+fn dashboard() -> Reply {
+    let mut reply = Response::new(full(include_str!("dashboard.html")));
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    reply
+}
+
 fn exposition(broker: &Broker) -> Reply {
     let mut reply = Response::new(full(crate::telemetry::render(broker)));
     reply.headers_mut().insert(
@@ -359,5 +375,13 @@ fn json_reply(status: StatusCode, json: String) -> Reply {
 /// A JSON error, as every endpoint gives them.
 fn error(refusal: Refusal) -> Reply {
     let json = serde_json::json!({ "error": refusal.what });
-    json_reply(refusal.status, json.to_string())
+    let mut reply = json_reply(refusal.status, json.to_string());
+    if refusal.status == StatusCode::UNAUTHORIZED {
+        // A browser asks its user, for the dashboard.
+        reply.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"herald\""),
+        );
+    }
+    reply
 }

@@ -45,6 +45,7 @@ async fn run(input: Vec<u8>) {
         access: Arc::new(AccessControl::new(&config.auth).expect("no files")),
         shutdown: shutdown_rx,
         identity: None,
+        listener: "127.0.0.1:1883".parse().expect("an address"),
     };
     let admitted = broker.admit(None).expect("room");
     let (client, server) = tokio::io::duplex(16 * 1024);
