@@ -229,6 +229,7 @@ fn build_retained() -> RetainedStore {
                     qos: QoS::AtLeastOnce,
                     retain: true,
                     properties: None,
+                    published_at: herald::message::Stamp::now(),
                 };
                 assert!(store.set(message, usize::MAX));
             }

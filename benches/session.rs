@@ -43,6 +43,7 @@ fn message(qos: QoS) -> Message {
         qos,
         retain: false,
         properties: None,
+        published_at: herald::message::Stamp::now(),
     }
 }
 

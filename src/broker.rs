@@ -1251,6 +1251,7 @@ mod tests {
             qos: QoS::AtLeastOnce,
             retain: false,
             properties: None,
+            published_at: crate::message::Stamp::now(),
         };
         for _ in 0..2 {
             let offer = session.lock().offer(message.clone(), None, limits);

@@ -29,7 +29,7 @@ use crate::auth::Authenticator;
 use crate::broker::{Admitted, Attached, Broker, Published, SubscribeOutcome};
 use crate::clients::ConnectedClient;
 use crate::config::MqttConfig;
-use crate::message::{Message, MessageProperties, Will};
+use crate::message::{Message, MessageProperties, Stamp, Will};
 use crate::protocol::{
     connect_version, Ack, ConnAck, Connect, DecodeError, Decoder, Disconnect, Encoder, Packet,
     PropertyFields, ProtocolVersion, QoS, ReasonCode, SubAck, UnsubAck, MAX_REMAINING_LENGTH,
@@ -887,6 +887,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             let before = self.output.len();
             let drained = state.drain(window, &mut self.encoder, &mut self.output, LOW_WATER);
             self.broker.stats.sent(drained.published);
+            if let Some(age) = drained.first_age {
+                metrics::histogram!(crate::telemetry::DELIVERY_LATENCY).record(age.as_secs_f64());
+            }
             // Recorded under the session's lock, so that no acknowledgement of these
             // messages is recorded first. A QoS 2 message goes out only once its packet
             // id is stored: sent again after a restart with another, it would be new to
@@ -1131,6 +1134,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                     qos: publish.qos,
                     retain: publish.retain,
                     properties,
+                    published_at: Stamp::now(),
                 };
                 let pkid = publish.pkid;
                 let publisher = Some(&*self.session.client_id);

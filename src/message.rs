@@ -21,6 +21,39 @@ pub struct Message {
     pub retain: bool,
     /// MQTT 5.0 properties that travel with the message: none for most messages.
     pub properties: Option<Arc<MessageProperties>>,
+    /// When it entered the broker, to time its way to subscribers.
+    pub published_at: Stamp,
+}
+
+/// A moment on a process-wide clock, in microseconds, wrapping every 71 minutes: enough
+/// to time a message's way through the broker, in four bytes (a message is no larger
+/// for it). It is not part of what a message is: stamps always compare equal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stamp(u32);
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        // Truncated on purpose: only differences of stamps are read.
+        Stamp(clock_start().elapsed().as_micros() as u32)
+    }
+
+    /// The time since the stamp (of less than 71 minutes).
+    pub fn age(self) -> Duration {
+        Duration::from_micros(u64::from(Stamp::now().0.wrapping_sub(self.0)))
+    }
+}
+
+impl PartialEq for Stamp {
+    fn eq(&self, _: &Stamp) -> bool {
+        true
+    }
+}
+
+impl Eq for Stamp {}
+
+fn clock_start() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
 }
 
 /// What MQTT 5.0 lets a publisher attach to a message for its subscribers.
@@ -139,6 +172,7 @@ impl Will {
                 qos: will.qos,
                 retain: will.retain,
                 properties: MessageProperties::from_packet(properties, Instant::now()),
+                published_at: Stamp::now(),
             },
             delay: Duration::from_secs(u64::from(properties.will_delay_interval.unwrap_or(0))),
             expiry: expiry_interval(properties),
@@ -147,19 +181,18 @@ impl Will {
 
     /// The message as published at `now`.
     pub fn published(self, now: Instant) -> Message {
-        let Some(expiry) = self.expiry else {
-            return self.message;
+        let message = Message {
+            published_at: Stamp::now(),
+            ..self.message
         };
-        let mut properties = self
-            .message
-            .properties
-            .as_deref()
-            .cloned()
-            .unwrap_or_default();
+        let Some(expiry) = self.expiry else {
+            return message;
+        };
+        let mut properties = message.properties.as_deref().cloned().unwrap_or_default();
         properties.expires_at = Some(now + expiry);
         Message {
             properties: Some(Arc::new(properties)),
-            ..self.message
+            ..message
         }
     }
 }
@@ -174,6 +207,7 @@ impl Message {
             qos: self.qos,
             retain: self.retain,
             properties: self.properties.clone(),
+            published_at: self.published_at,
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -240,6 +240,9 @@ pub struct Drained {
     pub sent: Vec<Sent>,
     /// PUBLISH packets written, by QoS.
     pub published: [u32; 3],
+    /// How long the first of them took from its publisher to here: a sample of the
+    /// publish-to-delivery latency, one a drain.
+    pub first_age: Option<Duration>,
 }
 
 /// A QoS 1/2 message sent for the first time.
@@ -612,8 +615,8 @@ impl SessionState {
             return drained;
         };
         let sent = self.stored.then_some(&mut drained.sent);
-        let published = traffic.drain(window, encoder, out, high_water, &mut drained.dropped, sent);
-        drained.published = published;
+        (drained.published, drained.first_age) =
+            traffic.drain(window, encoder, out, high_water, &mut drained.dropped, sent);
         self.settle();
         drained
     }
@@ -729,8 +732,8 @@ impl Traffic {
         high_water: usize,
         dropped: &mut Vec<u64>,
         mut first_sends: Option<&mut Vec<Sent>>,
-    ) -> [u32; 3] {
-        let mut published = [0; 3];
+    ) -> ([u32; 3], Option<Duration>) {
+        let (mut published, mut first_age) = ([0; 3], None);
         let now = Instant::now();
         if self.resends > 0 {
             self.resend(window, encoder, out, high_water, now, dropped);
@@ -761,6 +764,7 @@ impl Traffic {
                 continue;
             }
             published[queued.message.qos as usize] += 1;
+            first_age.get_or_insert_with(|| queued.message.published_at.age());
             if let Some(stage) = stage {
                 self.last_pkid = pkid;
                 if let Some(first_sends) = first_sends.as_deref_mut() {
@@ -778,7 +782,7 @@ impl Traffic {
                 });
             }
         }
-        published
+        (published, first_age)
     }
 
     /// The packet id after the last one used that no message in flight holds.
@@ -910,6 +914,7 @@ mod tests {
             qos,
             retain: false,
             properties: None,
+            published_at: crate::message::Stamp::now(),
         }
     }
 

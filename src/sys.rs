@@ -9,7 +9,7 @@ use bytestring::ByteString;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
-use crate::message::Message;
+use crate::message::{Message, Stamp};
 use crate::protocol::QoS;
 use crate::stats::Totals;
 use crate::topic::TopicName;
@@ -123,6 +123,7 @@ fn publish(broker: &Broker, name: &str, value: String) {
         qos: QoS::AtMostOnce,
         retain: true,
         properties: None,
+        published_at: Stamp::now(),
     };
     let _ = broker.publish(message, None);
 }

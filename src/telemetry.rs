@@ -23,15 +23,20 @@ pub const AUTH_FAILURES: &str = "herald_auth_failures_total";
 pub const LISTENER_CONNECTIONS: &str = "herald_listener_connections";
 /// How long each storage flush took.
 pub const STORAGE_FLUSH: &str = "herald_storage_flush_seconds";
+/// From a message's arrival to its PUBLISH being written for a subscriber, sampled: the
+/// first message of each write to a connection.
+pub const DELIVERY_LATENCY: &str = "herald_delivery_latency_seconds";
 
-/// Bucket bounds of the flush histogram, in seconds.
-const FLUSH_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0];
+/// Bucket bounds of the histograms (every metric in seconds), in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0, 10.0,
+];
 
 fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full(STORAGE_FLUSH.into()), &FLUSH_BUCKETS)
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();

@@ -109,6 +109,9 @@ async fn metrics_move_as_known_traffic_says() {
     assert!(value("herald_sent_bytes_total") > 0.0);
     // The subscriber's session is stored: its messages were flushed.
     assert!(value("herald_storage_flush_seconds_count") > 0.0);
+    // Each write to the subscriber sampled how long its first message took.
+    assert!(value("herald_delivery_latency_seconds_count") > 0.0);
+    assert!(value("herald_delivery_latency_seconds_bucket{le=\"+Inf\"}") > 0.0);
 
     // One leaves: the session stays, offline.
     sub.disconnect().await;

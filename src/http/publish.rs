@@ -10,7 +10,7 @@ use serde_json::json;
 use super::query::{bad, Query};
 use super::{json_reply, Outcome, Refusal, Shared};
 use crate::acl::Permit;
-use crate::message::Message;
+use crate::message::{Message, Stamp};
 use crate::protocol::QoS;
 use crate::topic::TopicName;
 
@@ -75,6 +75,7 @@ pub async fn publish(
         qos,
         retain,
         properties: None,
+        published_at: Stamp::now(),
     };
     let mut counts = [0; 3];
     counts[qos as usize] = 1;

@@ -167,6 +167,7 @@ mod tests {
             qos: QoS::AtLeastOnce,
             retain: false,
             properties: None,
+            published_at: crate::message::Stamp::now(),
         }
     }
 

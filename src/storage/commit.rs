@@ -373,6 +373,7 @@ mod tests {
                 qos: crate::protocol::QoS::AtLeastOnce,
                 retain: false,
                 properties: None,
+                published_at: crate::message::Stamp::now(),
             },
         }
     }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
-use crate::message::{Message, MessageProperties};
+use crate::message::{Message, MessageProperties, Stamp};
 use crate::protocol::QoS;
 use crate::router::Subscription;
 use crate::topic::TopicName;
@@ -257,6 +257,7 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, String> {
         qos,
         retain: record.retain,
         properties,
+        published_at: Stamp::now(),
     })
 }
 
@@ -334,6 +335,7 @@ mod tests {
                 expires_at: Some(now + Duration::from_secs(60)),
                 subscription_identifiers: vec![3, 9],
             })),
+            published_at: Stamp::now(),
         };
         let back = decode_message(&encode_message(&message)).unwrap();
         assert_eq!(back.topic, message.topic);
