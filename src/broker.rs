@@ -799,16 +799,25 @@ impl Broker {
         }
     }
 
+    /// Updates the retained store with `message`, and storage too, but for `$SYS`
+    /// topics: the broker's status is published again within `sys_interval` of a start.
     fn retain(&self, message: &Message) -> Ticket {
+        let kept = !message.topic.as_str().starts_with("$SYS/");
         let mut retained = write(&self.retained);
         if message.payload.is_empty() {
             retained.remove(&message.topic);
+            if !kept {
+                return Ticket::NONE;
+            }
             return self.record(Change::RetainedCleared {
                 topic: message.topic.clone(),
             });
         }
         let message = message.detached();
         if retained.set(message.clone(), self.limits.max_retained_messages) {
+            if !kept {
+                return Ticket::NONE;
+            }
             self.record(Change::Retained { message })
         } else {
             warn!(topic = %message.topic, "retained message limit reached, message not retained");

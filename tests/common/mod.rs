@@ -49,6 +49,8 @@ impl TestBroker {
         init_logging();
         let mut config = Config::default();
         config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
+        // No $SYS messages among what tests count, unless a test asks for them.
+        config.mqtt.sys_interval = 0;
         tweak(&mut config);
         TestBroker::launch(config, Arc::new(MemoryStorage::default())).await
     }
