@@ -847,7 +847,12 @@ impl Broker {
             let grants = state.grants.as_ref();
             grants.is_some_and(|g| !g.may_read(&message.topic))
         };
-        if state.closed || unreadable() {
+        if state.closed {
+            return (Offer::NotKept, Ticket::NONE);
+        }
+        if unreadable() {
+            metrics::counter!(crate::telemetry::MESSAGES_DROPPED, "reason" => "not_authorized")
+                .increment(1);
             return (Offer::NotKept, Ticket::NONE);
         }
         let source = if state.is_connected() {

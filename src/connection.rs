@@ -890,6 +890,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             if let Some(age) = drained.first_age {
                 metrics::histogram!(crate::telemetry::DELIVERY_LATENCY).record(age.as_secs_f64());
             }
+            for (reason, n) in [
+                ("expired", drained.expired),
+                ("too_large", drained.too_large),
+            ] {
+                if n > 0 {
+                    metrics::counter!(crate::telemetry::MESSAGES_DROPPED, "reason" => reason)
+                        .increment(n.into());
+                }
+            }
             // Recorded under the session's lock, so that no acknowledgement of these
             // messages is recorded first. A QoS 2 message goes out only once its packet
             // id is stored: sent again after a restart with another, it would be new to

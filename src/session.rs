@@ -243,6 +243,18 @@ pub struct Drained {
     /// How long the first of them took from its publisher to here: a sample of the
     /// publish-to-delivery latency, one a drain.
     pub first_age: Option<Duration>,
+    /// Messages dropped because they expired while waiting, or are larger than the
+    /// client's Maximum Packet Size.
+    pub expired: u32,
+    pub too_large: u32,
+}
+
+/// Where a drain writes to, and how much it may.
+struct Outlet<'a> {
+    window: usize,
+    encoder: &'a mut Encoder,
+    out: &'a mut BytesMut,
+    high_water: usize,
 }
 
 /// A QoS 1/2 message sent for the first time.
@@ -614,9 +626,13 @@ impl SessionState {
         let Some(traffic) = self.traffic.as_deref_mut() else {
             return drained;
         };
-        let sent = self.stored.then_some(&mut drained.sent);
-        (drained.published, drained.first_age) =
-            traffic.drain(window, encoder, out, high_water, &mut drained.dropped, sent);
+        let to = Outlet {
+            window,
+            encoder,
+            out,
+            high_water,
+        };
+        traffic.drain(to, &mut drained, self.stored);
         self.settle();
         drained
     }
@@ -724,19 +740,17 @@ impl Traffic {
         Some(queued)
     }
 
-    fn drain(
-        &mut self,
-        window: usize,
-        encoder: &mut Encoder,
-        out: &mut BytesMut,
-        high_water: usize,
-        dropped: &mut Vec<u64>,
-        mut first_sends: Option<&mut Vec<Sent>>,
-    ) -> ([u32; 3], Option<Duration>) {
-        let (mut published, mut first_age) = ([0; 3], None);
+    /// See `SessionState::drain`; `first_sends` is noted for stored sessions only.
+    fn drain(&mut self, to: Outlet, drained: &mut Drained, note_first_sends: bool) {
+        let Outlet {
+            window,
+            encoder,
+            out,
+            high_water,
+        } = to;
         let now = Instant::now();
         if self.resends > 0 {
-            self.resend(window, encoder, out, high_water, now, dropped);
+            self.resend(window, encoder, out, high_water, now, &mut drained.dropped);
         }
         while out.len() < high_water {
             let needs_slot = match self.pending.front() {
@@ -755,20 +769,24 @@ impl Traffic {
                 QoS::ExactlyOnce => Some(Awaiting::Rec),
             };
             let pkid = if stage.is_some() { self.next_pkid() } else { 0 };
-            let sent = !queued.message.expired(now)
-                && publish(encoder, &queued.message, pkid, false, now, out);
-            if !sent {
+            let expired = queued.message.expired(now);
+            if expired || !publish(encoder, &queued.message, pkid, false, now, out) {
+                if expired {
+                    drained.expired += 1;
+                } else {
+                    drained.too_large += 1;
+                }
                 if stage.is_some() {
-                    dropped.push(queued.seq);
+                    drained.dropped.push(queued.seq);
                 }
                 continue;
             }
-            published[queued.message.qos as usize] += 1;
-            first_age.get_or_insert_with(|| queued.message.published_at.age());
+            drained.published[queued.message.qos as usize] += 1;
+            (drained.first_age).get_or_insert_with(|| queued.message.published_at.age());
             if let Some(stage) = stage {
                 self.last_pkid = pkid;
-                if let Some(first_sends) = first_sends.as_deref_mut() {
-                    first_sends.push(Sent {
+                if note_first_sends {
+                    drained.sent.push(Sent {
                         seq: queued.seq,
                         pkid,
                         qos: queued.message.qos,
@@ -782,7 +800,6 @@ impl Traffic {
                 });
             }
         }
-        (published, first_age)
     }
 
     /// The packet id after the last one used that no message in flight holds.

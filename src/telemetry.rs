@@ -15,7 +15,9 @@ pub const WEB_READERS: &str = "herald_web_readers";
 /// Times a client reached a limit, by `limit`: `publish_rate` (it was slowed down),
 /// `connections` (refused at accept).
 pub const LIMIT_HITS: &str = "herald_limit_hits_total";
-/// Messages not delivered to a client, by `reason`: `queue_full`.
+/// Messages not delivered to a client, by `reason`: `queue_full`, `expired` (Message
+/// Expiry Interval), `too_large` (over the client's Maximum Packet Size),
+/// `not_authorized` (the ACL does not let it read the topic).
 pub const MESSAGES_DROPPED: &str = "herald_messages_dropped_total";
 /// Failed logins (MQTT and HTTP).
 pub const AUTH_FAILURES: &str = "herald_auth_failures_total";

@@ -16,10 +16,12 @@ use mqttbytes::{v4, QoS};
 
 const HTTP_LISTENER: &str = "[[listeners]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n";
 
-/// A password file in `dir` with user `user` (password: the name).
-fn passwords(dir: &Path, user: &str) {
+/// A password file in `dir` with `users` (each one's password: its name).
+fn passwords(dir: &Path, users: &[&str]) {
     let mut file = PasswordFile::parse("").unwrap();
-    file.set(user, PasswordHash::new(user.as_bytes()).unwrap());
+    for user in users {
+        file.set(user, PasswordHash::new(user.as_bytes()).unwrap());
+    }
     std::fs::write(dir.join("passwd"), file.to_string()).unwrap();
 }
 
@@ -54,15 +56,20 @@ async fn scrape(http: SocketAddr) -> HashMap<String, f64> {
 #[tokio::test]
 async fn metrics_move_as_known_traffic_says() {
     let dir = tempfile::tempdir().unwrap();
-    passwords(dir.path(), "obs");
-    let rest =
-        format!("{HTTP_LISTENER}[mqtt]\nsys_interval = 0\n[auth]\npassword_file = \"passwd\"\n");
+    passwords(dir.path(), &["obs", "writer"]);
+    // The subscriber may not read obs/secret, which the publisher may write.
+    let acl =
+        "user obs\ntopic readwrite obs/#\ntopic deny obs/secret\nuser writer\ntopic write obs/#\n";
+    std::fs::write(dir.path().join("acl"), acl).unwrap();
+    let rest = format!(
+        "{HTTP_LISTENER}[mqtt]\nsys_interval = 0\n[auth]\npassword_file = \"passwd\"\nacl_file = \"acl\"\n"
+    );
     let mut herald = Process::start(dir.path(), &rest);
     let http = herald.wait_for_addr("http listener on ");
 
     let (mut sub, _) = login(herald.addr, "obs-sub", "obs", "obs", false).await;
     sub.subscribe(1, "obs/#", QoS::AtLeastOnce).await;
-    let (mut publisher, _) = login(herald.addr, "obs-pub", "obs", "obs", true).await;
+    let (mut publisher, _) = login(herald.addr, "obs-pub", "writer", "writer", true).await;
     for n in 0..5u16 {
         publisher
             .publish("obs/q0", QoS::AtMostOnce, b"zero", false, n)
@@ -76,7 +83,12 @@ async fn metrics_move_as_known_traffic_says() {
     publisher
         .publish("obs/kept", QoS::AtMostOnce, b"kept", true, 0)
         .await;
+    publisher
+        .publish("obs/secret", QoS::AtMostOnce, b"not for obs", false, 0)
+        .await;
     assert_eq!(sub.receive_completing(9).await.len(), 9);
+    sub.expect_nothing(std::time::Duration::from_millis(200))
+        .await;
     let (_, refused) = login(herald.addr, "obs-bad", "obs", "wrong", true).await;
     assert_eq!(refused.code, v4::ConnectReturnCode::BadUserNamePassword);
 
@@ -86,7 +98,11 @@ async fn metrics_move_as_known_traffic_says() {
             .copied()
             .unwrap_or_else(|| panic!("no {name} in {m:#?}"))
     };
-    assert_eq!(value("herald_messages_received_total{qos=\"0\"}"), 6.0);
+    assert_eq!(value("herald_messages_received_total{qos=\"0\"}"), 7.0);
+    assert_eq!(
+        value("herald_messages_dropped_total{reason=\"not_authorized\"}"),
+        1.0
+    );
     assert_eq!(value("herald_messages_received_total{qos=\"1\"}"), 3.0);
     assert_eq!(value("herald_messages_sent_total{qos=\"0\"}"), 6.0);
     assert_eq!(value("herald_messages_sent_total{qos=\"1\"}"), 3.0);
