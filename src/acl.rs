@@ -117,7 +117,7 @@ impl AclFile {
         };
         let fixed = own.iter().map(|rule| (rule.access, rule.filter.clone()));
         let patterns = self.patterns.iter().filter_map(|rule| {
-            let filled = fill(&rule.filter, user, client)?;
+            let filled = fill(&rule.filter, user, client, rule.access)?;
             Some((rule.access, filled))
         });
         let rules = fixed
@@ -163,17 +163,47 @@ impl Rule {
     }
 }
 
-/// `pattern` with `%u` and `%c` replaced; `None` where a value it needs is missing or
-/// would reach beyond one level.
-fn fill(pattern: &str, user: Option<&str>, client: Option<&str>) -> Option<String> {
-    let mut filled = pattern.to_string();
-    for (placeholder, value) in [("%u", user), ("%c", client)] {
-        if filled.contains(placeholder) {
-            let value = value.filter(|v| !v.is_empty() && !v.contains(['/', '+', '#']))?;
-            filled = filled.replace(placeholder, value);
-        }
+/// `pattern` with `%u` and `%c` replaced, in one pass (a value holding `%c` stays as
+/// it is). A value that is missing, empty, or would reach beyond one level (`/`, `+`,
+/// `#`) is not put in: a grant does not apply then (`None`), and a deny applies to
+/// every value, the level holding the placeholder becoming `+`.
+fn fill(pattern: &str, user: Option<&str>, client: Option<&str>, access: Access) -> Option<String> {
+    fn usable(value: Option<&str>) -> Option<&str> {
+        value.filter(|v| !v.is_empty() && !v.contains(['/', '+', '#']))
     }
-    Some(filled)
+    let (user, client) = (usable(user), usable(client));
+    let mut levels = Vec::new();
+    for level in pattern.split('/') {
+        let (mut filled, mut rest, mut unusable) = (String::new(), level, false);
+        while let Some(at) = rest.find('%') {
+            filled.push_str(&rest[..at]);
+            let value = match rest.get(at..at + 2) {
+                Some("%u") => Some(user),
+                Some("%c") => Some(client),
+                _ => None,
+            };
+            match value {
+                Some(value) => {
+                    filled.push_str(value.unwrap_or_default());
+                    unusable |= value.is_none();
+                    rest = &rest[at + 2..];
+                }
+                None => {
+                    filled.push('%');
+                    rest = &rest[at + 1..];
+                }
+            }
+        }
+        filled.push_str(rest);
+        if unusable {
+            if access != Access::Deny {
+                return None;
+            }
+            filled = "+".to_string();
+        }
+        levels.push(filled);
+    }
+    Some(levels.join("/"))
 }
 
 /// The rules one client is held to.
@@ -381,6 +411,25 @@ pattern write users/%u/out
 
         let stranger = file.grants(Some("carol"), Some("c"));
         assert!(!stranger.may_read(&topic("public/a")));
+    }
+
+    #[test]
+    fn deny_patterns_hold_whatever_the_name() {
+        let file =
+            AclFile::parse("topic read devices/#\npattern deny devices/%c/secret\n").unwrap();
+        for client in [None, Some("x/y"), Some("+"), Some("")] {
+            let grants = file.grants(None, client);
+            assert!(!grants.may_read(&topic("devices/x/secret")), "{client:?}");
+            assert!(grants.may_read(&topic("devices/x/open")), "{client:?}");
+        }
+        let grants = file.grants(None, Some("%u"));
+        assert!(!grants.may_read(&topic("devices/%u/secret")));
+        assert!(grants.may_read(&topic("devices/x/secret")));
+        // A user name holding %c is taken as it is, not filled in again.
+        let file = AclFile::parse("pattern read users/%u/#\n").unwrap();
+        let grants = file.grants(Some("%c"), Some("bob"));
+        assert!(!grants.may_read(&topic("users/bob/x")));
+        assert!(grants.may_read(&topic("users/%c/x")));
     }
 
     #[test]

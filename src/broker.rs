@@ -58,6 +58,8 @@ pub struct Broker {
     pub stats: Stats,
     /// Who is connected, for the dashboard.
     pub clients: Clients,
+    /// The last census, and when it was taken.
+    last_census: Mutex<Option<(Instant, Census)>>,
     pub started: Instant,
 }
 
@@ -190,6 +192,7 @@ impl Broker {
             admission: Semaphore::new(limits.max_connections.0),
             stats: Stats::default(),
             clients: Clients::default(),
+            last_census: Mutex::default(),
             started,
             limits,
             feed: Arc::new(Feed::restore(
@@ -935,8 +938,21 @@ impl Broker {
     }
 
     /// Counts what the broker holds now: sessions, messages waiting, retained
-    /// messages, subscriptions. Visits every session (for `/metrics` and `$SYS`).
+    /// messages, subscriptions, for `/metrics` and `$SYS`. It visits every session, so
+    /// a count less than half a second old is given again instead.
     pub fn census(&self) -> Census {
+        let mut last = lock(&self.last_census);
+        if let Some((at, census)) = *last {
+            if at.elapsed() < Duration::from_millis(500) {
+                return census;
+            }
+        }
+        let census = self.count();
+        *last = Some((Instant::now(), census));
+        census
+    }
+
+    fn count(&self) -> Census {
         let mut census = Census {
             retained: read(&self.retained).count(),
             ..Census::default()
@@ -958,10 +974,14 @@ impl Broker {
         census
     }
 
-    /// Holds `session` to `grants` from now on (see `SessionState::set_grants`); what
-    /// they drop from its queue is forgotten in storage too.
-    pub fn set_grants(&self, session: &Session, grants: Arc<Grants>) {
+    /// Holds `session` to `grants` from now on (see `SessionState::set_grants`), if
+    /// connection `connection_id` still has it (a taken-over session is its new
+    /// client's); what they drop from its queue is forgotten in storage too.
+    pub fn set_grants(&self, session: &Session, connection_id: u64, grants: Arc<Grants>) {
         let mut state = session.lock();
+        if state.attached(connection_id).is_none() {
+            return;
+        }
         for seq in state.set_grants(grants) {
             self.record_if_stored(&state, || Change::Delivered {
                 client_id: session.client_id.clone(),

@@ -335,10 +335,6 @@ where
             return;
         }
     };
-    if let Some(permit) = &permit {
-        // Before anything is sent; what was queued for it before is checked too.
-        broker.set_grants(&session, permit.grants().clone());
-    }
     info!(
         %peer,
         client = %client_id,
@@ -409,6 +405,11 @@ where
     write_connack(&mut link.encoder, connack, client_max, &mut link.output);
     // Sent after the CONNACK, by the first drain.
     link.session.lock().resend_inflight();
+    if let Some(permit) = &link.permit {
+        // Before anything is sent: what the session holds from before is checked too.
+        let grants = permit.grants().clone();
+        link.broker.set_grants(&link.session, connection_id, grants);
+    }
 }
 
 /// The decoder and encoder for a connection speaking `version`, within the limits the
@@ -1050,7 +1051,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     fn refresh_grants(&mut self) {
         if let Some(fresh) = self.permit.as_mut().and_then(|p| p.refresh()) {
             let fresh = fresh.clone();
-            self.broker.set_grants(&self.session, fresh);
+            self.broker
+                .set_grants(&self.session, self.connection_id, fresh);
         }
     }
 

@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::MqttConfig;
 
+/// The longest a connection stops reading at once for its rate.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(5);
+
 /// The publish budget of one connection.
 #[derive(Debug)]
 pub struct PublishRate {
@@ -31,14 +34,16 @@ impl PublishRate {
     }
 
     /// Charges one PUBLISH of `payload` bytes; how long reading is to wait, if the
-    /// client has gone beyond its budget.
+    /// client has gone beyond its budget: at most [`LONGEST_WAIT`] at a time (the rest
+    /// is waited for after the next packet), so that one large message does not stop
+    /// a client's pings for longer than its keep alive.
     pub fn charge(&mut self, payload: usize, now: Instant) -> Option<Duration> {
         let messages = self.messages.as_mut().and_then(|b| b.take(1.0, now));
         let bytes = self
             .bytes
             .as_mut()
             .and_then(|b| b.take(payload as f64, now));
-        messages.max(bytes)
+        messages.max(bytes).map(|wait| wait.min(LONGEST_WAIT))
     }
 
     /// Whether this is the first time the connection reached its limit.

@@ -575,8 +575,9 @@ impl SessionState {
     }
 
     /// Holds the session to `grants` from now on (a client attached, or the ACL was
-    /// reloaded): messages waiting that they do not let the client read are dropped.
-    /// Returns the sequence numbers of those of QoS 1/2, which count as done.
+    /// reloaded): messages waiting, or due to be sent again, that they do not let the
+    /// client read are dropped. Returns the sequence numbers of those of QoS 1/2, which
+    /// count as done.
     pub fn set_grants(&mut self, grants: Arc<Grants>) -> Vec<u64> {
         let mut dropped = Vec::new();
         if let Some(traffic) = self.traffic.as_deref_mut() {
@@ -592,6 +593,22 @@ impl SessionState {
                 .iter()
                 .map(|q| q.message.payload.len())
                 .sum();
+            // Sent before, to the client that had the session then, and due again on
+            // resumption: not to one that may not read it.
+            traffic.inflight.retain(|entry| {
+                let readable = !entry.awaiting_resend
+                    || entry.stage == Awaiting::Comp
+                    || grants.may_read(&entry.queued.message.topic);
+                if !readable {
+                    dropped.push(entry.queued.seq);
+                }
+                readable
+            });
+            traffic.resends = traffic
+                .inflight
+                .iter()
+                .filter(|f| f.awaiting_resend)
+                .count();
         }
         self.grants = Some(grants);
         self.settle();

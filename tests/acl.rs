@@ -458,3 +458,81 @@ async fn refusals_are_logged_once_a_client_with_its_id_and_address() {
         .collect();
     assert!(more.is_empty(), "{more:#?}");
 }
+
+#[tokio::test]
+async fn other_sites_get_no_use_of_remembered_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), &USERS, ACL);
+    let passwd = dir.path().join("passwd");
+    let (_broker, http) = TestBroker::start_with_http(|config| {
+        config.auth.password_file = Some(passwd);
+        config.http.cors_origins = vec!["*".into()];
+    })
+    .await;
+    let auth = basic("admin");
+    let from_elsewhere = [
+        ("origin", "http://elsewhere.example"),
+        ("authorization", auth.as_str()),
+    ];
+    // The Basic credentials a browser remembers and sends along do not count…
+    let answer = call(
+        http,
+        Method::POST,
+        "/publish?topic=in%2Fx",
+        &from_elsewhere,
+        "x",
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        answer.text()
+    );
+    // …credentials the page gives on purpose do.
+    let token = base64::engine::general_purpose::STANDARD.encode("admin:admin");
+    let target = format!("/publish?topic=in%2Fx&access_token={token}");
+    let answer = call(http, Method::POST, &target, &from_elsewhere, "x").await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.text());
+    // The dashboard's data is not for other sites at all.
+    let answer = call(http, Method::GET, "/clients", &from_elsewhere, "").await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let answer = call(
+        http,
+        Method::GET,
+        "/clients",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_session_resumed_by_another_user_is_held_to_that_user_s_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, _) = start(dir.path(), ACL).await;
+    let (mut first, _) = v3_login(broker.addr, "handed-on", Some("watcher"), false).await;
+    first.subscribe(1, "#", QoS::AtLeastOnce).await;
+    let mut admin = v3_client(broker.addr, "admin", Some("admin")).await;
+    admin
+        .publish("public/news", QoS::AtLeastOnce, b"in flight", false, 1)
+        .await;
+    // Received, never acknowledged: due again to whoever resumes the session.
+    expect_topic(&mut first, "public/news").await;
+    first.close_write().await;
+    drop(first);
+    tokio::time::sleep(QUIET).await;
+    admin
+        .publish("public/later", QoS::AtLeastOnce, b"queued", false, 2)
+        .await;
+    admin
+        .publish("a/ok", QoS::AtLeastOnce, b"hers", false, 3)
+        .await;
+    let (mut alice, ack) = v3_login(broker.addr, "handed-on", Some("alice"), false).await;
+    assert!(ack.session_present);
+    let got = alice.expect_publish().await;
+    assert_eq!(got.topic, "a/ok", "{got:?}");
+    alice.send_packet(v4::PubAck::new(got.pkid)).await;
+    alice.expect_nothing(QUIET).await;
+}

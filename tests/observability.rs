@@ -131,7 +131,8 @@ async fn metrics_move_as_known_traffic_says() {
 
     // One leaves: the session stays, offline.
     sub.disconnect().await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Past the half second a census is kept for.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let m = scrape(http).await;
     assert_eq!(m["herald_connections"], 1.0);
     assert_eq!(m["herald_sessions{state=\"offline\"}"], 1.0);

@@ -131,9 +131,19 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
     );
     let (origin, permit) = if api {
         let admitted = match allowed_origin(&request, &shared.web) {
-            Ok(origin) => authenticate(&request, client, shared)
-                .await
-                .map(|permit| (origin, permit)),
+            // The dashboard's own data is for the dashboard's own pages.
+            Ok(Some(Origin::Any)) if matches!(path, "/" | "/clients") => Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "not from another site".into(),
+            )),
+            Ok(origin) => {
+                // A browser sends the Basic credentials it remembers to any site's
+                // requests: only pages of trusted origins get them counted.
+                let ambient = !matches!(origin, Some(Origin::Any));
+                authenticate(&request, client, shared, ambient)
+                    .await
+                    .map(|permit| (origin, permit))
+            }
             Err(refusal) => Err(refusal),
         };
         match admitted {
@@ -193,15 +203,17 @@ async fn route(request: Request<Incoming>, client: SocketAddr, shared: &Shared) 
 
 /// Checks the request's credentials (`Authorization: Basic`, or the `access_token`
 /// parameter holding the same base64 `user:password`, for EventSource) as a CONNECT's.
-/// Returns what the ACL lets the user do (`None` without an ACL file).
+/// Returns what the ACL lets the user do (`None` without an ACL file). The
+/// `Authorization` header counts only where `ambient` credentials are welcome.
 async fn authenticate(
     request: &Request<Incoming>,
     client: SocketAddr,
     shared: &Shared,
+    ambient: bool,
 ) -> Result<Option<Box<Permit>>, Refusal> {
-    let basic = request
-        .headers()
+    let basic = (request.headers())
         .get(header::AUTHORIZATION)
+        .filter(|_| ambient)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Basic "))
         .map(str::to_owned);
