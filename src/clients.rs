@@ -43,6 +43,11 @@ impl Clients {
         lock(&self.0).remove(&connection_id);
     }
 
+    /// How many are connected.
+    pub fn count(&self) -> usize {
+        lock(&self.0).len()
+    }
+
     /// Every connected client, ordered by client id.
     pub fn list(&self) -> Vec<ClientView> {
         let mut list: Vec<ClientView> = lock(&self.0)

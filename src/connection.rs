@@ -390,7 +390,7 @@ where
         deadline_stale: false,
         held: None,
     });
-    link.broker.stats.connected();
+    link.broker.stats.accepted();
     link.broker.clients.connected(
         connection_id,
         ConnectedClient {
@@ -964,7 +964,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     /// Logs why the connection ended, tells an MQTT 5.0 client why where there is a
     /// reason code for it, publishes the will where due, detaches and closes.
     async fn close(&mut self, close: Close) {
-        self.broker.stats.disconnected();
         self.broker.clients.disconnected(self.connection_id);
         self.refresh_grants();
         let (peer, client_id) = (*self.peer, &self.session.client_id);

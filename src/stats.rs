@@ -14,9 +14,8 @@ pub enum Refused {
 
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// MQTT clients whose CONNECT was accepted, and those connected now.
+    /// MQTT clients whose CONNECT was accepted (those connected now are in `Clients`).
     pub connections: AtomicU64,
-    pub connected: AtomicU64,
     refused_auth: AtomicU64,
     refused_other: AtomicU64,
     /// PUBLISH packets received from clients (and HTTP publishes), by QoS.
@@ -32,7 +31,6 @@ pub struct Stats {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Totals {
     pub connections: u64,
-    pub connected: u64,
     pub refused_auth: u64,
     pub refused_other: u64,
     pub received: [u64; 3],
@@ -56,13 +54,8 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn connected(&self) {
+    pub fn accepted(&self) {
         Stats::add(&self.connections, 1);
-        Stats::add(&self.connected, 1);
-    }
-
-    pub fn disconnected(&self) {
-        self.connected.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn refused(&self, why: Refused) {
@@ -94,7 +87,6 @@ impl Stats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Totals {
             connections: load(&self.connections),
-            connected: load(&self.connected),
             refused_auth: load(&self.refused_auth),
             refused_other: load(&self.refused_other),
             received: self.received.each_ref().map(load),

@@ -55,7 +55,7 @@ pub fn render(broker: &Broker) -> String {
     let totals = broker.stats.totals();
     let census = broker.census();
     metrics::gauge!("herald_uptime_seconds").set(broker.started.elapsed().as_secs_f64());
-    metrics::gauge!("herald_connections").set(totals.connected as f64);
+    metrics::gauge!("herald_connections").set(broker.clients.count() as f64);
     metrics::counter!("herald_connections_total").absolute(totals.connections);
     for (reason, n) in [
         ("auth", totals.refused_auth),

@@ -75,12 +75,10 @@ async fn v3_login(
     clean: bool,
 ) -> (RawClient, v4::ConnAck) {
     let mut client = RawClient::open(addr).await;
-    let mut connect = common::connect_packet(client_id, clean, 30);
-    if let Some(user) = user {
-        connect.set_login(user, user);
-    }
-    client.send_packet(connect).await;
-    let ack = client.expect_connack().await;
+    let ack = match user {
+        Some(user) => client.login(client_id, clean, user, user).await,
+        None => client.connect(client_id, clean).await,
+    };
     (client, ack)
 }
 

@@ -25,7 +25,7 @@ fn passwords(dir: &Path, users: &[&str]) {
     std::fs::write(dir.join("passwd"), file.to_string()).unwrap();
 }
 
-/// An MQTT 3.1.1 client logged in as `user`, with a clean session or not; the CONNACK.
+/// A new MQTT 3.1.1 connection logged in as `user`, and its CONNACK.
 async fn login(
     addr: SocketAddr,
     id: &str,
@@ -34,10 +34,7 @@ async fn login(
     clean: bool,
 ) -> (RawClient, v4::ConnAck) {
     let mut client = RawClient::open(addr).await;
-    let mut connect = common::connect_packet(id, clean, 30);
-    connect.set_login(user, password);
-    client.send_packet(connect).await;
-    let ack = client.expect_connack().await;
+    let ack = client.login(id, clean, user, password).await;
     (client, ack)
 }
 

@@ -157,6 +157,21 @@ impl RawClient {
         self.expect_connack().await
     }
 
+    /// Sends CONNECT with a user name and password (keep alive 30 s) and returns the
+    /// CONNACK.
+    pub async fn login(
+        &mut self,
+        client_id: &str,
+        clean_session: bool,
+        user: &str,
+        password: &str,
+    ) -> v4::ConnAck {
+        let mut connect = connect_packet(client_id, clean_session, 30);
+        connect.set_login(user, password);
+        self.send_packet(connect).await;
+        self.expect_connack().await
+    }
+
     pub async fn expect_connack(&mut self) -> v4::ConnAck {
         match self.recv().await {
             Some(v4::Packet::ConnAck(ack)) => ack,
